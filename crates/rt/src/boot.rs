@@ -1,0 +1,89 @@
+//! Boot: what the platform hands over (command line, manifest of attached
+//! devices), and the call into the program's `#[morgana::main]`.
+
+use crate::global::Global;
+use alloc::boxed::Box;
+use morgana_abi::mft::{DeviceKind, Entry, Manifest};
+
+struct BootData {
+    cmdline: &'static str,
+    manifest: &'static Manifest,
+    acquired: u64,
+}
+
+static BOOT: Global<Option<BootData>> = Global::new(None);
+
+unsafe extern "Rust" {
+    /// Defined by `#[morgana::main]`: acquires the devices, runs the
+    /// program, returns its exit status.
+    safe fn __morgana_main() -> i32;
+}
+
+/// Records the boot data, runs the program, exits with its status.
+pub(crate) fn start(cmdline: &'static str, manifest: Manifest) -> ! {
+    let manifest: &'static Manifest = Box::leak(Box::new(manifest));
+    BOOT.with(|b| {
+        *b = Some(BootData {
+            cmdline,
+            manifest,
+            acquired: 0,
+        })
+    });
+    let status = __morgana_main();
+    crate::platform::exit(status)
+}
+
+/// The unikernel's command line: the arguments after the image on the
+/// tender's command line, separated by spaces.
+pub fn cmdline() -> &'static str {
+    BOOT.with(|b| b.as_ref().map_or("", |b| b.cmdline))
+}
+
+/// The command line split into arguments at whitespace.
+pub fn args() -> impl Iterator<Item = &'static str> {
+    cmdline().split_ascii_whitespace()
+}
+
+/// Why a platform device could not be acquired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AcquireError {
+    /// The program did not declare it (so no tender attached it).
+    NotDeclared(&'static str),
+    /// Declared, but the tender did not attach it.
+    NotAttached(&'static str),
+    /// Already acquired: a device is acquired at most once.
+    AlreadyAcquired(&'static str),
+}
+
+impl core::fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotDeclared(n) => write!(f, "device '{n}' is not in the manifest"),
+            Self::NotAttached(n) => write!(f, "device '{n}' is declared but not attached"),
+            Self::AlreadyAcquired(n) => write!(f, "device '{n}' is already acquired"),
+        }
+    }
+}
+
+impl core::error::Error for AcquireError {}
+
+/// Acquires the platform device `name` of `kind`: returns its handle and
+/// manifest entry.
+pub(crate) fn acquire(name: &'static str, kind: DeviceKind) -> Result<(u64, Entry), AcquireError> {
+    BOOT.with(|b| {
+        let b = b.as_mut().ok_or(AcquireError::NotDeclared(name))?;
+        let h = b
+            .manifest
+            .find(name, kind)
+            .ok_or(AcquireError::NotDeclared(name))?;
+        let e = b.manifest.entries()[h];
+        if !e.attached() {
+            return Err(AcquireError::NotAttached(name));
+        }
+        if b.acquired & (1 << h) != 0 {
+            return Err(AcquireError::AlreadyAcquired(name));
+        }
+        b.acquired |= 1 << h;
+        Ok((h as u64, e))
+    })
+}

@@ -1,0 +1,200 @@
+//! Network devices (MirageOS `NETWORK`): raw Ethernet frames.
+//!
+//! Reading suspends the task when no frame is waiting and lets the others
+//! run; it resumes when the platform reports the device ready. Writing is
+//! immediate and never suspends (a frame may be dropped by the host).
+
+use crate::device::{Device, DeviceError};
+use crate::exec;
+use core::cell::Cell;
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use morgana_abi::Solo5Result;
+use morgana_abi::mft::DeviceKind;
+
+/// Length of an Ethernet header: frames are at most `mtu + ETHERNET_HEADER`.
+pub const ETHERNET_HEADER: usize = 14;
+
+/// Traffic counters of a network device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+}
+
+/// A network error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetError {
+    /// A read buffer smaller than `mtu + 14` bytes.
+    BufferTooSmall,
+    /// A frame longer than `mtu + 14` bytes, or empty.
+    BadFrameLength,
+    /// The platform reported an error.
+    Device(Solo5Result),
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BufferTooSmall => f.write_str("read buffer smaller than MTU + 14 bytes"),
+            Self::BadFrameLength => f.write_str("frame empty or longer than MTU + 14 bytes"),
+            Self::Device(r) => write!(f, "device error ({r:?})"),
+        }
+    }
+}
+
+impl core::error::Error for NetError {}
+
+/// A network device, acquired by name.
+pub struct Net {
+    handle: u64,
+    mac: [u8; 6],
+    mtu: u16,
+    stats: Cell<NetStats>,
+}
+
+impl fmt::Debug for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Net")
+            .field("handle", &self.handle)
+            .field("mac", &self.mac)
+            .field("mtu", &self.mtu)
+            .finish()
+    }
+}
+
+impl Net {
+    /// Acquires the network device `name` declared in the manifest.
+    pub fn acquire(name: &'static str) -> Result<Self, DeviceError> {
+        let (handle, e) = crate::boot::acquire(name, DeviceKind::Net)
+            .map_err(|err| DeviceError::new(name, err))?;
+        let (mac, mtu) = e.net();
+        Ok(Self {
+            handle,
+            mac,
+            mtu,
+            stats: Cell::new(NetStats::default()),
+        })
+    }
+
+    /// The device's handle (its manifest index).
+    pub fn handle(&self) -> u64 {
+        self.handle
+    }
+
+    /// The MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// The MTU: frames carry at most this many bytes after the Ethernet
+    /// header.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
+    /// The largest frame, header included.
+    pub fn max_frame(&self) -> usize {
+        usize::from(self.mtu) + ETHERNET_HEADER
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> NetStats {
+        self.stats.get()
+    }
+
+    /// Resets the traffic counters.
+    pub fn reset_stats(&self) {
+        self.stats.set(NetStats::default());
+    }
+
+    /// Reads one frame into `buf` (at least `mtu + 14` bytes), waiting for
+    /// one if none is there; returns its length.
+    pub fn read<'a>(&'a self, buf: &'a mut [u8]) -> Read<'a> {
+        Read {
+            net: self,
+            buf,
+            yielded: false,
+        }
+    }
+
+    /// Reads one frame if one is waiting, without suspending.
+    pub fn try_read(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
+        if buf.len() < self.max_frame() {
+            return Err(NetError::BufferTooSmall);
+        }
+        match crate::platform::net_read(self.handle, buf) {
+            Ok(n) => {
+                let mut s = self.stats.get();
+                s.rx_bytes += n as u64;
+                s.rx_packets += 1;
+                self.stats.set(s);
+                Ok(Some(n))
+            }
+            Err(Solo5Result::Again) => Ok(None),
+            Err(e) => Err(NetError::Device(e)),
+        }
+    }
+
+    /// Sends one frame (header included). Never suspends.
+    pub fn write(&self, frame: &[u8]) -> Result<(), NetError> {
+        if frame.is_empty() || frame.len() > self.max_frame() {
+            return Err(NetError::BadFrameLength);
+        }
+        crate::platform::net_write(self.handle, frame).map_err(NetError::Device)?;
+        let mut s = self.stats.get();
+        s.tx_bytes += frame.len() as u64;
+        s.tx_packets += 1;
+        self.stats.set(s);
+        Ok(())
+    }
+
+    /// Registers the current task to be woken when the device has input
+    /// (for stacks built on [`Net::try_read`]).
+    pub fn register_waker(&self, cx: &Context<'_>) {
+        exec::wait_net(self.handle, cx.waker());
+    }
+}
+
+/// Future of [`Net::read`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Read<'a> {
+    net: &'a Net,
+    buf: &'a mut [u8],
+    yielded: bool,
+}
+
+impl Future for Read<'_> {
+    type Output = Result<usize, NetError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if exec::coop(cx, &mut this.yielded) {
+            return Poll::Pending;
+        }
+        match this.net.try_read(this.buf) {
+            Ok(Some(n)) => Poll::Ready(Ok(n)),
+            Ok(None) => {
+                this.net.register_waker(cx);
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl Device for Net {
+    const NEEDS: &'static [DeviceKind] = &[DeviceKind::Net];
+
+    async fn connect(names: &'static [&'static str]) -> Result<Self, DeviceError> {
+        Net::acquire(names[0])
+    }
+}

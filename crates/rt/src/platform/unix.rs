@@ -1,0 +1,358 @@
+//! The unix platform: the unikernel as an ordinary Linux process, for
+//! development and debugging (run it under `gdb` like any program).
+//!
+//! Its command line is a tender's without the image:
+//! `PROGRAM [--net:NAME=TAP] [--net-mac:NAME=MAC] [--block:NAME=FILE]
+//! [--block-sector-size:NAME=N] [--] [ARGS...]`. Devices are attached with
+//! the same code and checks as `morgana-hvt` and `morgana-spt`, against the
+//! manifest the program declares, so an undeclared or unattached device is
+//! refused exactly as a tender refuses it. Block I/O follows the Solo5
+//! rules (one whole sector at an aligned, in-range offset, else `EINVAL`).
+
+use crate::global::Global;
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicU64, Ordering};
+use morgana_abi::Solo5Result;
+use morgana_abi::mft::{DeviceDecl, DeviceKind, Manifest};
+use std::alloc::System;
+use std::boxed::Box;
+use std::io::Write;
+use std::os::fd::IntoRawFd;
+use std::string::{String, ToString};
+use std::vec::Vec;
+
+/// The platform's name.
+pub const NAME: &str = "unix";
+
+unsafe extern "Rust" {
+    /// The program's device declarations, emitted by `#[morgana::main]`.
+    safe static __MORGANA_DECLS: &'static [DeviceDecl];
+}
+
+#[derive(Clone, Copy)]
+enum Dev {
+    None,
+    Net { fd: i32 },
+    Block { fd: i32, capacity: u64, sector: u64 },
+}
+
+static DEVS: Global<[Dev; 64]> = Global::new([Dev::None; 64]);
+
+std::thread_local! {
+    static RUNTIME_THREAD: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Panics if runtime state is touched from a thread other than the one
+/// running the unikernel.
+pub fn assert_runtime_thread() {
+    if !RUNTIME_THREAD.with(|t| t.get()) {
+        panic!("morgana: runtime used from a foreign thread");
+    }
+}
+
+struct Counting;
+
+static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: delegates to the system allocator, only counting bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        ALLOCATED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(new_size as u64, Ordering::Relaxed);
+        ALLOCATED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Heap statistics: the heap grows on demand, so its size is reported 0.
+pub fn heap_stats() -> (u64, u64) {
+    (0, ALLOCATED.load(Ordering::Relaxed))
+}
+
+fn program_name() -> String {
+    std::env::args()
+        .next()
+        .and_then(|a| a.rsplit('/').next().map(ToString::to_string))
+        .unwrap_or_else(|| "unikernel".into())
+}
+
+fn fail(msg: &str) -> ! {
+    let _ = writeln!(std::io::stderr(), "{}: {msg}", program_name());
+    std::process::exit(morgana_abi::EXIT_TENDER_ERROR.into())
+}
+
+/// `main` of a unix build: attach the devices named on the command line,
+/// then boot the program.
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
+    RUNTIME_THREAD.with(|t| t.set(true));
+    let mut args = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(s) => args.push(s),
+            Err(a) => fail(&std::format!("argument is not UTF-8: {a:?}")),
+        }
+    }
+    if args.first().is_some_and(|a| a == "--help") {
+        println_help();
+        std::process::exit(0);
+    }
+    let opts = morgana_host::args::parse_unix(&args).unwrap_or_else(|e| fail(&e.to_string()));
+    let decls: &'static [DeviceDecl] = __MORGANA_DECLS;
+    let manifest = Manifest::from_decls(decls)
+        .unwrap_or_else(|| fail("the program's device declarations are invalid"));
+    let attached = morgana_host::attach_devices(&manifest, &opts.devices)
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let cmdline = morgana_host::args::guest_cmdline(&opts.guest_args).unwrap_or_else(|e| fail(&e));
+    DEVS.with(|devs| {
+        for d in attached.devices {
+            let e = attached.manifest.entries()[d.handle];
+            let fd = d.fd.into_raw_fd();
+            devs[d.handle] = match d.kind {
+                DeviceKind::Net => Dev::Net { fd },
+                DeviceKind::Block => {
+                    let (capacity, sector) = e.block();
+                    Dev::Block {
+                        fd,
+                        capacity,
+                        sector: u64::from(sector),
+                    }
+                }
+            };
+        }
+    });
+    std::panic::set_hook(Box::new(|info| {
+        let msg = panic_message(info.payload());
+        match info.location() {
+            Some(l) => crate::println!(
+                "morgana: panic: {msg} at {}:{}:{}",
+                l.file(),
+                l.line(),
+                l.column()
+            ),
+            None => crate::println!("morgana: panic: {msg}"),
+        }
+    }));
+    crate::boot::start(Box::leak(cmdline.into_boxed_str()), attached.manifest)
+}
+
+fn println_help() {
+    let decls: &'static [DeviceDecl] = __MORGANA_DECLS;
+    let mut s = std::format!(
+        "usage: {} [--net:NAME=TAP] [--net-mac:NAME=MAC] [--block:NAME=FILE] \
+         [--block-sector-size:NAME=N] [--] [ARGS...]\n\
+         A Morgana unikernel built for the unix platform.\nDevices it declares:",
+        program_name()
+    );
+    if decls.is_empty() {
+        s.push_str(" none");
+    }
+    for d in decls {
+        s.push_str(&std::format!("\n  {} ({})", d.name, d.kind.solo5_name()));
+    }
+    std::println!("{s}");
+}
+
+fn panic_message(p: &(dyn core::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).into()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".into()
+    }
+}
+
+/// Runs `f`, turning a panic into `Err(message)` (the panic hook has
+/// already printed it).
+pub fn catch_panic<T>(
+    f: impl FnOnce() -> core::task::Poll<T>,
+) -> core::task::Poll<Result<T, String>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(p) => p.map(Ok),
+        Err(payload) => core::task::Poll::Ready(Err(panic_message(&*payload))),
+    }
+}
+
+/// Writes to stdout (best effort).
+pub fn console_write(mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: writing a valid buffer to fd 1.
+        let n = unsafe { libc::write(1, buf.as_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
+fn clock(id: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Monotonic time in nanoseconds.
+pub fn clock_monotonic() -> u64 {
+    clock(libc::CLOCK_MONOTONIC)
+}
+
+/// Wall-clock time in nanoseconds since the epoch.
+pub fn clock_wall() -> u64 {
+    clock(libc::CLOCK_REALTIME)
+}
+
+/// Sleeps until `deadline` or network input; returns the ready handles.
+pub fn yield_until(deadline: u64) -> u64 {
+    let (mut fds, handles): (Vec<libc::pollfd>, Vec<u64>) = DEVS.with(|devs| {
+        devs.iter()
+            .enumerate()
+            .filter_map(|(h, d)| match *d {
+                Dev::Net { fd } => Some((
+                    libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    h as u64,
+                )),
+                _ => None,
+            })
+            .unzip()
+    });
+    let left = deadline.saturating_sub(clock_monotonic());
+    let ts = libc::timespec {
+        tv_sec: (left / 1_000_000_000) as libc::time_t,
+        tv_nsec: (left % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: fds is a valid pollfd array of its length.
+    let n = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as _, &ts, core::ptr::null()) };
+    if n <= 0 {
+        return 0;
+    }
+    fds.iter()
+        .zip(handles)
+        .filter(|(p, _)| p.revents != 0)
+        .fold(0, |set, (_, h)| set | (1 << h))
+}
+
+fn dev(handle: u64) -> Dev {
+    DEVS.with(|d| d.get(handle as usize).copied().unwrap_or(Dev::None))
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Reads one frame; `Err(Again)` when none is waiting.
+pub fn net_read(handle: u64, buf: &mut [u8]) -> Result<usize, Solo5Result> {
+    let Dev::Net { fd } = dev(handle) else {
+        return Err(Solo5Result::Einval);
+    };
+    // SAFETY: reading into a valid buffer.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    match n {
+        n if n > 0 => Ok(n as usize),
+        0 => Err(Solo5Result::Again),
+        _ if errno() == libc::EAGAIN => Err(Solo5Result::Again),
+        _ => Err(Solo5Result::Eunspec),
+    }
+}
+
+/// Writes one frame (dropped if the tap queue is full).
+pub fn net_write(handle: u64, buf: &[u8]) -> Result<(), Solo5Result> {
+    let Dev::Net { fd } = dev(handle) else {
+        return Err(Solo5Result::Einval);
+    };
+    // SAFETY: writing a valid buffer.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    if n < 0 && !matches!(errno(), libc::EAGAIN | libc::ENOBUFS) {
+        return Err(Solo5Result::Eunspec);
+    }
+    Ok(())
+}
+
+fn block_io(
+    handle: u64,
+    offset: u64,
+    len: usize,
+    io: impl Fn(i32, i64) -> isize,
+) -> Result<(), Solo5Result> {
+    let Dev::Block {
+        fd,
+        capacity,
+        sector,
+    } = dev(handle)
+    else {
+        return Err(Solo5Result::Einval);
+    };
+    let in_range = offset
+        .checked_add(len as u64)
+        .is_some_and(|e| e <= capacity);
+    if len as u64 != sector || offset % sector != 0 || !in_range {
+        return Err(Solo5Result::Einval);
+    }
+    if io(fd, offset as i64) == len as isize {
+        Ok(())
+    } else {
+        Err(Solo5Result::Eunspec)
+    }
+}
+
+/// Reads one block at byte `offset`.
+pub fn block_read(handle: u64, offset: u64, buf: &mut [u8]) -> Result<(), Solo5Result> {
+    let (p, len) = (buf.as_mut_ptr(), buf.len());
+    // SAFETY: reading into a valid buffer of `len` bytes.
+    block_io(handle, offset, len, |fd, off| unsafe {
+        libc::pread(fd, p.cast(), len, off)
+    })
+}
+
+/// Writes one block at byte `offset`.
+pub fn block_write(handle: u64, offset: u64, buf: &[u8]) -> Result<(), Solo5Result> {
+    let (p, len) = (buf.as_ptr(), buf.len());
+    // SAFETY: writing a valid buffer of `len` bytes.
+    block_io(handle, offset, len, |fd, off| unsafe {
+        libc::pwrite(fd, p.cast(), len, off)
+    })
+}
+
+/// Exits the process with `status & 0xff`.
+pub fn exit(status: i32) -> ! {
+    std::process::exit(status & 0xff)
+}
+
+/// Fills `buf` from the host's `getrandom(2)`.
+pub fn getrandom(buf: &mut [u8]) -> bool {
+    // SAFETY: getrandom writes at most buf.len() bytes into buf.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    n == buf.len() as isize
+}

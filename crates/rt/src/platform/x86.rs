@@ -1,0 +1,259 @@
+//! x86_64 CPU set-up of the hvt guest: its own GDT (with a TSS whose IST
+//! stack takes double faults) and an IDT whose handlers report the trap
+//! (vector, error code, rip, cr2) on the console and abort with status 255.
+
+use core::arch::global_asm;
+use core::fmt::Write;
+use x86_64::VirtAddr;
+use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::tables::load_tss;
+use x86_64::registers::control::Cr2;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
+use x86_64::structures::idt::InterruptDescriptorTable;
+use x86_64::structures::tss::TaskStateSegment;
+
+/// Register state saved by the trap stubs, lowest address first.
+#[repr(C)]
+#[derive(Debug)]
+pub struct TrapFrame {
+    r15: u64,
+    r14: u64,
+    r13: u64,
+    r12: u64,
+    r11: u64,
+    r10: u64,
+    r9: u64,
+    r8: u64,
+    rdi: u64,
+    rsi: u64,
+    rbp: u64,
+    rbx: u64,
+    rdx: u64,
+    rcx: u64,
+    rax: u64,
+    vector: u64,
+    error_code: u64,
+    rip: u64,
+    cs: u64,
+    rflags: u64,
+    rsp: u64,
+    ss: u64,
+}
+
+macro_rules! trap_stubs {
+    ($($vec:literal $err:ident),* $(,)?) => {
+        $(trap_stub!($vec, $err);)*
+        const STUBS: [unsafe extern "C" fn(); 32] = [$(paste_stub!($vec)),*];
+    };
+}
+
+macro_rules! trap_stub {
+    ($vec:literal, code) => {
+        global_asm!(concat!(
+            ".section .text.morgana_trap_",
+            $vec,
+            ",\"ax\"\n",
+            ".global morgana_trap_",
+            $vec,
+            "\n",
+            "morgana_trap_",
+            $vec,
+            ":\n",
+            "    push ",
+            $vec,
+            "\n",
+            "    jmp morgana_trap_common\n",
+        ));
+    };
+    ($vec:literal, none) => {
+        global_asm!(concat!(
+            ".section .text.morgana_trap_",
+            $vec,
+            ",\"ax\"\n",
+            ".global morgana_trap_",
+            $vec,
+            "\n",
+            "morgana_trap_",
+            $vec,
+            ":\n",
+            "    push 0\n",
+            "    push ",
+            $vec,
+            "\n",
+            "    jmp morgana_trap_common\n",
+        ));
+    };
+}
+
+macro_rules! paste_stub {
+    ($vec:literal) => {{
+        unsafe extern "C" {
+            #[link_name = concat!("morgana_trap_", $vec)]
+            fn stub();
+        }
+        stub
+    }};
+}
+
+global_asm!(
+    ".section .text.morgana_trap_common,\"ax\"",
+    ".global morgana_trap_common",
+    "morgana_trap_common:",
+    "    push rax",
+    "    push rcx",
+    "    push rdx",
+    "    push rbx",
+    "    push rbp",
+    "    push rsi",
+    "    push rdi",
+    "    push r8",
+    "    push r9",
+    "    push r10",
+    "    push r11",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    mov rdi, rsp",
+    "    and rsp, -16",
+    "    call {handler}",
+    "    ud2",
+    handler = sym trap_handler,
+);
+
+trap_stubs!(
+    0 none, 1 none, 2 none, 3 none, 4 none, 5 none, 6 none, 7 none,
+    8 code, 9 none, 10 code, 11 code, 12 code, 13 code, 14 code, 15 none,
+    16 none, 17 code, 18 none, 19 none, 20 none, 21 code, 22 none, 23 none,
+    24 none, 25 none, 26 none, 27 none, 28 none, 29 code, 30 code, 31 none,
+);
+
+const NAMES: [&str; 32] = [
+    "#DE divide error",
+    "#DB debug",
+    "NMI",
+    "#BP breakpoint",
+    "#OF overflow",
+    "#BR bound range",
+    "#UD invalid opcode",
+    "#NM device not available",
+    "#DF double fault",
+    "coprocessor segment overrun",
+    "#TS invalid TSS",
+    "#NP segment not present",
+    "#SS stack fault",
+    "#GP general protection",
+    "#PF page fault",
+    "reserved",
+    "#MF x87 floating point",
+    "#AC alignment check",
+    "#MC machine check",
+    "#XM SIMD floating point",
+    "#VE virtualization",
+    "#CP control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "#HV hypervisor injection",
+    "#VC VMM communication",
+    "#SX security",
+    "reserved",
+];
+
+extern "C" fn trap_handler(f: &TrapFrame) -> ! {
+    let mut out = crate::console::Buffered::new();
+    let name = NAMES.get(f.vector as usize).copied().unwrap_or("unknown");
+    let _ = write!(
+        out,
+        "morgana: trap: {name} (vector {}), error code {:#x}, rip={:#x}, rsp={:#x}, rflags={:#x}",
+        f.vector, f.error_code, f.rip, f.rsp, f.rflags
+    );
+    if f.vector == 14 {
+        let cr2 = Cr2::read_raw();
+        let _ = write!(
+            out,
+            ", cr2={cr2:#x} ({} of a {} page)",
+            if f.error_code & 2 != 0 {
+                "write"
+            } else {
+                "read"
+            },
+            if f.error_code & 1 != 0 {
+                "present"
+            } else {
+                "not-present"
+            }
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "morgana: trap: rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x} rdi={:#x} rbp={:#x}",
+        f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp
+    );
+    out.flush();
+    super::abort()
+}
+
+const IST_STACK_SIZE: usize = 16 * 1024;
+
+#[repr(align(16))]
+struct IstStack(#[allow(dead_code)] [u8; IST_STACK_SIZE]);
+
+static mut IST_STACK: IstStack = IstStack([0; IST_STACK_SIZE]);
+static mut TSS: TaskStateSegment = TaskStateSegment::new();
+static mut GDT: GlobalDescriptorTable = GlobalDescriptorTable::new();
+static mut IDT: InterruptDescriptorTable = InterruptDescriptorTable::new();
+
+/// Loads the guest's own GDT, TSS and IDT. Called once, first thing at boot,
+/// with interrupts disabled.
+pub fn init() {
+    // SAFETY: called once on the only CPU before anything else runs, so
+    // these statics have no other users; once loaded they are never
+    // modified again, which is what lgdt/lidt/ltr require of 'static tables.
+    unsafe {
+        let tss = &mut *(&raw mut TSS);
+        let top = (&raw const IST_STACK) as u64 + IST_STACK_SIZE as u64;
+        tss.interrupt_stack_table[0] = VirtAddr::new(top);
+        let gdt = &mut *(&raw mut GDT);
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        let tss_sel = gdt.append(Descriptor::tss_segment(&*(&raw const TSS)));
+        (*(&raw const GDT)).load();
+        CS::set_reg(code);
+        SS::set_reg(data);
+        DS::set_reg(data);
+        ES::set_reg(data);
+        load_tss(tss_sel);
+
+        let idt = &mut *(&raw mut IDT);
+        for (vec, stub) in STUBS.iter().enumerate() {
+            let addr = VirtAddr::new(*stub as usize as u64);
+            let opts = raw_entry(idt, vec).set_handler_addr(addr);
+            if vec == 8 {
+                opts.set_stack_index(0);
+            }
+        }
+        (*(&raw const IDT)).load();
+    }
+}
+
+/// The IDT entry of exception `vec`, type-erased so that every vector can be
+/// given a raw handler address.
+///
+/// # Safety
+/// `vec` must be below 32.
+unsafe fn raw_entry(
+    idt: &mut InterruptDescriptorTable,
+    vec: usize,
+) -> &mut x86_64::structures::idt::Entry<x86_64::structures::idt::HandlerFunc> {
+    use x86_64::structures::idt::{Entry, HandlerFunc};
+    // The first 32 entries of the IDT are laid out contiguously and every
+    // `Entry<F>` has the same 16-byte layout whatever F is.
+    let base = idt as *mut InterruptDescriptorTable as *mut Entry<HandlerFunc>;
+    // SAFETY: vec < 32 keeps the pointer within the IDT's exception entries.
+    unsafe { &mut *base.add(vec) }
+}

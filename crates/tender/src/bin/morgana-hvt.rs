@@ -1,0 +1,5 @@
+//! `morgana-hvt`: the Solo5-compatible KVM tender. See `--help`.
+
+fn main() {
+    morgana_tender::main::<morgana_tender::hvt::Hvt>()
+}

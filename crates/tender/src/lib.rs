@@ -1,0 +1,214 @@
+//! Morgana's tenders: the host programs that load a unikernel image and
+//! serve it.
+//!
+//! * `morgana-hvt` ([`hvt`]) runs the image in a KVM virtual machine and
+//!   serves the Solo5 hvt hypercalls;
+//! * `morgana-spt` ([`spt`]) runs the image inside its own process, confined
+//!   by a seccomp filter, per the Solo5 spt ABI.
+//!
+//! Both share the command line (`--mem`, `--net:NAME=IFACE`, ...), the ELF
+//! loader and its checks ([`elf`]), note and manifest validation
+//! ([`image`]) and device attachment (`morgana-host`). Every error a user
+//! can cause ends the tender with status 1 and a one-line message.
+
+use morgana_abi::note::AbiTarget;
+use morgana_host::args::{self, Scan};
+use morgana_host::attach::{self, Attached};
+use std::io::Write;
+use thiserror::Error;
+
+pub mod elf;
+pub mod hvt;
+pub mod image;
+pub mod sandbox;
+
+/// Everything a monitor needs to start the guest, validated.
+#[derive(Debug)]
+pub struct Setup {
+    /// The image and its manifest.
+    pub image: image::Image,
+    /// Where its segments go.
+    pub plan: elf::LoadPlan,
+    /// Attached devices; `attached.manifest` is the guest's copy.
+    pub attached: Attached,
+    /// Guest memory size in bytes.
+    pub mem_size: u64,
+    /// The guest's command line.
+    pub cmdline: String,
+}
+
+/// A tender error: reported on one line, exit status 1.
+#[derive(Debug, Error)]
+pub enum TenderError {
+    /// Bad command line.
+    #[error(transparent)]
+    Args(#[from] args::ArgError),
+    /// Bad image.
+    #[error("{path}: {source}")]
+    Image {
+        /// The image path.
+        path: String,
+        /// What is wrong with it.
+        source: image::ImageError,
+    },
+    /// The image does not fit its memory.
+    #[error("{path}: {source}")]
+    Load {
+        /// The image path.
+        path: String,
+        /// What is wrong with it.
+        source: elf::ElfError,
+    },
+    /// A device could not be attached.
+    #[error(transparent)]
+    Attach(#[from] attach::AttachError),
+    /// Bad memory size.
+    #[error("{0}")]
+    Memory(String),
+    /// The guest command line does not fit.
+    #[error("{0}")]
+    Cmdline(String),
+    /// The guest passed a pointer or length outside its memory.
+    #[error("invalid guest access: {0}")]
+    GuestAccess(String),
+    /// The guest faulted in a way only the tender can see.
+    #[error("guest memory fault: {0}")]
+    GuestFault(String),
+    /// Something the guest did that the tender cannot serve.
+    #[error("{0}")]
+    Guest(String),
+    /// A host system failure.
+    #[error("{what}: {source}")]
+    Host {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl TenderError {
+    /// A host error for `what`, from the last OS error.
+    pub fn last_os(what: impl Into<String>) -> Self {
+        Self::Host {
+            what: what.into(),
+            source: std::io::Error::last_os_error(),
+        }
+    }
+}
+
+/// A way to run a guest: the hvt or the spt monitor.
+pub trait Monitor {
+    /// The ABI target this monitor runs.
+    const TARGET: AbiTarget;
+    /// The ABI version it implements.
+    const ABI_VERSION: u32;
+    /// The program name (`morgana-hvt`).
+    const NAME: &'static str;
+    /// One line per monitor-specific note for `--help`.
+    const HELP: &'static str;
+
+    /// Rounds and checks a requested memory size.
+    fn mem_size(requested: u64) -> Result<u64, TenderError>;
+
+    /// Runs the guest to completion; returns its exit status.
+    fn run(setup: Setup) -> Result<u8, TenderError>;
+}
+
+fn usage<M: Monitor>() -> String {
+    format!(
+        "usage: {name} [OPTIONS] [--] UNIKERNEL [ARGS...]\n\
+         Runs a Solo5 {target} unikernel (ABI version {abi}).\n\
+         \n\
+         Options:\n\
+         \x20 --mem=MiB                     guest memory (default 512)\n\
+         \x20 --net:NAME=IFACE              attach tap interface IFACE (or @FD) as network device NAME\n\
+         \x20 --net-mac:NAME=MAC            set the MAC address of network device NAME\n\
+         \x20 --block:NAME=PATH             attach file PATH as block device NAME\n\
+         \x20 --block-sector-size:NAME=N    sector size of block device NAME (power of two >= 512, default 512)\n\
+         \x20 --help                        show this help\n\
+         \x20 --version                     show the version and ABI version\n\
+         \n\
+         Every device the unikernel declares must be attached; ARGS are its command line.\n\
+         {help}\n\
+         Exit status: the guest's status; 255 if it aborts; 1 on a tender error.",
+        name = M::NAME,
+        target = M::TARGET.name(),
+        abi = M::ABI_VERSION,
+        help = M::HELP,
+    )
+}
+
+/// Validates everything from the command line up to a [`Setup`].
+pub fn prepare<M: Monitor>(argv: &[String]) -> Result<Setup, TenderError> {
+    let opts = args::parse(argv)?;
+    let path = opts.image.clone();
+    let image =
+        image::open(&path, M::TARGET, M::ABI_VERSION).map_err(|source| TenderError::Image {
+            path: path.clone(),
+            source,
+        })?;
+    let attached = attach::attach_devices(&image.manifest, &opts.devices)?;
+    let mem_size = M::mem_size(opts.mem.unwrap_or(morgana_abi::DEFAULT_MEM_SIZE))?;
+    let plan =
+        elf::plan(&image.bytes, mem_size).map_err(|source| TenderError::Load { path, source })?;
+    let cmdline = args::guest_cmdline(&opts.guest_args).map_err(TenderError::Cmdline)?;
+    Ok(Setup {
+        image,
+        plan,
+        attached,
+        mem_size,
+        cmdline,
+    })
+}
+
+/// The `main` of a tender binary. Exits the process directly (a guest may
+/// have confined the tender with seccomp, so the usual runtime clean-up at
+/// the end of `main` must not run).
+pub fn main<M: Monitor>() -> ! {
+    let code = run_main::<M>();
+    let _ = std::io::stdout().flush();
+    // `std::process::exit` would run the runtime's clean-up (sigaltstack,
+    // munmap), which the seccomp filter forbids: exit directly.
+    // SAFETY: _exit ends the process; nothing runs after it.
+    unsafe { libc::_exit(code.into()) }
+}
+
+fn run_main<M: Monitor>() -> u8 {
+    let mut argv = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(s) => argv.push(s),
+            Err(a) => return fail::<M>(&format!("argument is not UTF-8: {a:?}")),
+        }
+    }
+    match args::scan(&argv) {
+        Scan::Help => {
+            println!("{}", usage::<M>());
+            return 0;
+        }
+        Scan::Version => {
+            println!(
+                "{} {} (Solo5 {} ABI version {})",
+                M::NAME,
+                env!("CARGO_PKG_VERSION"),
+                M::TARGET.name(),
+                M::ABI_VERSION
+            );
+            return 0;
+        }
+        Scan::MissingImage => {
+            return fail::<M>(&args::ArgError::MissingImage.to_string());
+        }
+        Scan::Image(_) => {}
+    }
+    match prepare::<M>(&argv).and_then(M::run) {
+        Ok(status) => status,
+        Err(e) => fail::<M>(&e.to_string()),
+    }
+}
+
+fn fail<M: Monitor>(msg: &str) -> u8 {
+    let _ = writeln!(std::io::stderr(), "{}: {msg}", M::NAME);
+    morgana_abi::EXIT_TENDER_ERROR
+}
