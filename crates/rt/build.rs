@@ -21,6 +21,8 @@ fn main() {
         (os, _, _) => panic!("morgana: unsupported target OS `{os}`"),
     };
     println!("cargo::rustc-cfg=morgana_platform=\"{platform}\"");
+    // Dependents' build scripts see this as DEP_MORGANA_PLATFORM.
+    println!("cargo::metadata=platform={platform}");
     if os == "none" {
         let out = PathBuf::from(env::var("OUT_DIR").unwrap());
         std::fs::copy("link/morgana.ld", out.join("morgana.ld")).unwrap();

@@ -116,6 +116,49 @@ pub use morgana_macros::main;
 pub use net::{Net, NetError, NetStats};
 pub use random::Random;
 
+/// The Solo5-level platform interface, for code that needs it raw (tests of
+/// the tenders, drivers of new device kinds). Programs use the typed
+/// devices instead.
+pub mod sys {
+    pub use morgana_abi::Solo5Result;
+
+    /// Sleeps until the monotonic `deadline` (ns) or until a network
+    /// device has input; returns the set of ready handles.
+    pub fn yield_until(deadline: u64) -> u64 {
+        crate::platform::yield_until(deadline)
+    }
+
+    /// Monotonic time in nanoseconds.
+    pub fn clock_monotonic() -> u64 {
+        crate::platform::clock_monotonic()
+    }
+
+    /// Wall-clock time in nanoseconds since the epoch.
+    pub fn clock_wall() -> u64 {
+        crate::platform::clock_wall()
+    }
+
+    /// Reads one block at byte `offset` of device `handle`.
+    pub fn block_read(handle: u64, offset: u64, buf: &mut [u8]) -> Result<(), Solo5Result> {
+        crate::platform::block_read(handle, offset, buf)
+    }
+
+    /// Writes one block at byte `offset` of device `handle`.
+    pub fn block_write(handle: u64, offset: u64, buf: &[u8]) -> Result<(), Solo5Result> {
+        crate::platform::block_write(handle, offset, buf)
+    }
+
+    /// Reads one frame from device `handle`.
+    pub fn net_read(handle: u64, buf: &mut [u8]) -> Result<usize, Solo5Result> {
+        crate::platform::net_read(handle, buf)
+    }
+
+    /// Writes one frame to device `handle`.
+    pub fn net_write(handle: u64, buf: &[u8]) -> Result<(), Solo5Result> {
+        crate::platform::net_write(handle, buf)
+    }
+}
+
 /// Ends the unikernel now with `status` (0 to 254; 255 means abort).
 pub fn exit(status: u8) -> ! {
     platform::exit(i32::from(status))

@@ -21,6 +21,7 @@ pub mod elf;
 pub mod hvt;
 pub mod image;
 pub mod sandbox;
+pub mod spt;
 
 /// Everything a monitor needs to start the guest, validated.
 #[derive(Debug)]

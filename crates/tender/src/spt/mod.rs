@@ -1,0 +1,300 @@
+//! `morgana-spt`: runs a Solo5 spt unikernel inside a process confined by
+//! seccomp.
+//!
+//! The image is loaded into this process's own address space at its link
+//! addresses (guest memory is `[0x10000, mem_size)`), the spt boot info,
+//! manifest copy (with host descriptors) and command line are written at
+//! 0x11000, and the devices, an epoll set and a timerfd are opened. Then the
+//! tender forks: the child installs the spt ABI's allow-list (and nothing
+//! more) and jumps to the guest; the parent only waits, and reports how the
+//! guest ended: its exit status, or the signal that killed it (SIGSYS for a
+//! forbidden system call, SIGSEGV for a bad memory access) as `128 + signal`.
+
+mod seccomp;
+
+use crate::elf::{LoadPlan, PF_W, PF_X};
+use crate::{Monitor, Setup, TenderError};
+use morgana_abi::mft::DeviceKind;
+use morgana_abi::note::AbiTarget;
+use morgana_abi::spt::{self, BootInfo};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The spt monitor.
+pub struct Spt;
+
+/// Largest guest memory (the same bound as hvt).
+pub const MAX_MEM_SIZE: u64 = 4 << 30;
+
+impl Monitor for Spt {
+    const TARGET: AbiTarget = AbiTarget::Spt;
+    const ABI_VERSION: u32 = spt::ABI_VERSION;
+    const NAME: &'static str = "morgana-spt";
+    const HELP: &'static str = "The guest runs in this process under a seccomp filter: a forbidden system call\n\
+         kills it with SIGSYS (status 159), a bad memory access with SIGSEGV (status 139).";
+
+    fn mem_size(requested: u64) -> Result<u64, TenderError> {
+        let mem = requested & !(morgana_abi::PAGE_SIZE - 1);
+        if mem < 2 << 20 || mem > MAX_MEM_SIZE {
+            return Err(TenderError::Memory(format!(
+                "guest memory must be between 2 and {} MiB",
+                MAX_MEM_SIZE >> 20
+            )));
+        }
+        Ok(mem)
+    }
+
+    fn run(setup: Setup) -> Result<u8, TenderError> {
+        check_personality()?;
+        let mem = GuestMem::map(setup.mem_size)?;
+        mem.load(&setup.image.bytes, &setup.plan)?;
+        let waitset = Waitset::new(&setup)?;
+        write_boot_info(&mem, &setup, &waitset)?;
+        let filter = seccomp::filter(&setup, &waitset)?;
+        supervise(&setup, &mem, &filter)
+    }
+}
+
+fn check_personality() -> Result<(), TenderError> {
+    // SAFETY: querying the personality has no side effects.
+    let p = unsafe { libc::personality(0xffff_ffff) };
+    if p >= 0 && p & libc::READ_IMPLIES_EXEC != 0 {
+        return Err(TenderError::Guest(
+            "refusing to run with the READ_IMPLIES_EXEC personality (it makes data executable)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Guest memory: `[HOST_MEM_BASE, mem_size)` of this process.
+struct GuestMem {
+    size: u64,
+}
+
+impl GuestMem {
+    fn map(size: u64) -> Result<Self, TenderError> {
+        let base = spt::HOST_MEM_BASE;
+        // SAFETY: a fresh anonymous mapping at a fixed address; NOREPLACE
+        // makes the kernel refuse rather than replace anything mapped there.
+        let p = unsafe {
+            libc::mmap(
+                base as *mut libc::c_void,
+                (size - base) as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE
+                    | libc::MAP_ANONYMOUS
+                    | libc::MAP_FIXED_NOREPLACE
+                    | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(TenderError::last_os(format!(
+                "cannot map guest memory at [{base:#x}, {size:#x})"
+            )));
+        }
+        if p as u64 != base {
+            // An old kernel that ignored MAP_FIXED_NOREPLACE.
+            // SAFETY: unmapping what was just mapped.
+            unsafe { libc::munmap(p, (size - base) as usize) };
+            return Err(TenderError::Memory(format!(
+                "cannot map guest memory at {base:#x}: the address is in use"
+            )));
+        }
+        Ok(Self { size })
+    }
+
+    /// A pointer to guest address `addr`, for `len` bytes within guest memory.
+    fn at(&self, addr: u64, len: u64) -> Result<*mut u8, TenderError> {
+        match addr.checked_add(len) {
+            Some(end) if addr >= spt::HOST_MEM_BASE && end <= self.size => Ok(addr as *mut u8),
+            _ => Err(TenderError::Memory(format!(
+                "[{addr:#x}, +{len:#x}) lies outside guest memory"
+            ))),
+        }
+    }
+
+    fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), TenderError> {
+        let p = self.at(addr, bytes.len() as u64)?;
+        // SAFETY: [p, p+len) lies in our guest mapping (checked), which no
+        // Rust object aliases.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+        Ok(())
+    }
+
+    fn load(&self, img: &[u8], plan: &LoadPlan) -> Result<(), TenderError> {
+        for s in &plan.segments {
+            self.write(
+                s.vaddr,
+                &img[s.offset as usize..(s.offset + s.filesz) as usize],
+            )?;
+            let mut prot = libc::PROT_READ;
+            if s.flags & PF_W != 0 {
+                prot |= libc::PROT_WRITE;
+            }
+            if s.flags & PF_X != 0 {
+                prot |= libc::PROT_EXEC;
+            }
+            let len = s.prot_end - s.prot_start;
+            let p = self.at(s.prot_start, len)?;
+            // SAFETY: a page-aligned range of our guest mapping.
+            if unsafe { libc::mprotect(p.cast(), len as usize, prot) } != 0 {
+                return Err(TenderError::last_os("mprotect of guest memory"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The epoll set and timerfd the guest's `yield` waits on.
+pub(crate) struct Waitset {
+    pub(crate) epoll: OwnedFd,
+    pub(crate) timer: OwnedFd,
+}
+
+fn cvt(r: libc::c_int, what: &str) -> Result<RawFd, TenderError> {
+    if r < 0 {
+        Err(TenderError::last_os(what))
+    } else {
+        Ok(r)
+    }
+}
+
+impl Waitset {
+    fn new(setup: &Setup) -> Result<Self, TenderError> {
+        // SAFETY: plain system calls; results are checked.
+        let epoll = cvt(unsafe { libc::epoll_create1(0) }, "epoll_create1")?;
+        // SAFETY: `epoll` is a fresh descriptor we own.
+        let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+        // SAFETY: as above.
+        let timer = cvt(
+            unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK) },
+            "timerfd_create",
+        )?;
+        // SAFETY: `timer` is a fresh descriptor we own.
+        let timer = unsafe { OwnedFd::from_raw_fd(timer) };
+        let add = |fd: RawFd, data: u64| {
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: data,
+            };
+            // SAFETY: adding a valid descriptor with a valid event.
+            cvt(
+                unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) },
+                "epoll_ctl",
+            )
+        };
+        add(timer.as_raw_fd(), spt::INTERNAL_TIMERFD)?;
+        for d in &setup.attached.devices {
+            if d.kind == DeviceKind::Net {
+                add(d.raw_fd(), d.handle as u64)?;
+            }
+        }
+        Ok(Self { epoll, timer })
+    }
+}
+
+fn write_boot_info(mem: &GuestMem, setup: &Setup, ws: &Waitset) -> Result<(), TenderError> {
+    let mft = &setup.attached.manifest;
+    let mut mft_bytes = vec![0u8; mft.encoded_len()];
+    mft.encode(&mut mft_bytes);
+    let mft_addr = spt::BOOT_INFO_BASE + BootInfo::SIZE as u64;
+    let cmdline_addr = mft_addr + mft_bytes.len() as u64;
+    let bi = BootInfo {
+        mem_size: setup.mem_size,
+        kernel_end: setup.plan.end,
+        cmdline: cmdline_addr,
+        mft: mft_addr,
+        epollfd: ws.epoll.as_raw_fd(),
+        timerfd: ws.timer.as_raw_fd(),
+    };
+    mem.write(spt::BOOT_INFO_BASE, &bi.to_bytes())?;
+    mem.write(mft_addr, &mft_bytes)?;
+    let mut cmdline = setup.cmdline.as_bytes().to_vec();
+    cmdline.push(0);
+    mem.write(cmdline_addr, &cmdline)
+}
+
+/// Forks: the child confines itself and becomes the guest; the parent
+/// waits and reports.
+fn supervise(
+    setup: &Setup,
+    mem: &GuestMem,
+    filter: &seccompiler::BpfProgram,
+) -> Result<u8, TenderError> {
+    let entry = setup.plan.entry;
+    let sp = mem.size - 8;
+    // SAFETY: fork in a single-threaded process; the child only makes
+    // async-signal-safe calls (prctl, seccomp) before jumping to the guest.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(TenderError::last_os("fork"));
+    }
+    if pid == 0 {
+        // SAFETY: asking to be killed with our parent is always allowed.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        // The Rust runtime's handlers (SIGSEGV for stack overflows) must
+        // not run inside the guest: a fault must kill it with its signal.
+        for sig in 1..32 {
+            // SAFETY: restoring the default disposition; invalid signal
+            // numbers (SIGKILL, SIGSTOP) just fail.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+        if let Err(e) = seccompiler::apply_filter(filter) {
+            eprintln!("morgana-spt: cannot install the seccomp filter: {e}");
+            // SAFETY: leaving the child at once.
+            unsafe { libc::_exit(1) };
+        }
+        // SAFETY: the guest's entry point, stack and boot info were set up
+        // above per the spt ABI; control never comes back.
+        unsafe { launch(sp, entry, spt::BOOT_INFO_BASE) }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return Err(TenderError::last_os("waitpid"));
+        }
+    }
+    if libc::WIFEXITED(status) {
+        return Ok(libc::WEXITSTATUS(status) as u8);
+    }
+    let sig = libc::WTERMSIG(status);
+    let why = match sig {
+        libc::SIGSYS => "SIGSYS: it made a system call the seccomp filter forbids",
+        libc::SIGSEGV => "SIGSEGV: it accessed memory it may not",
+        libc::SIGBUS => "SIGBUS: it accessed memory it may not",
+        libc::SIGILL => "SIGILL: it executed an illegal instruction",
+        libc::SIGFPE => "SIGFPE: an arithmetic fault",
+        libc::SIGKILL => "SIGKILL",
+        _ => "a signal",
+    };
+    eprintln!("morgana-spt: guest killed by {why} (signal {sig})");
+    Ok((128 + sig) as u8)
+}
+
+/// Switches to the guest's stack and jumps to its entry point with the boot
+/// info as argument.
+///
+/// # Safety
+/// `sp`, `entry` and `arg` must be the guest's, set up per the spt ABI.
+unsafe fn launch(sp: u64, entry: u64, arg: u64) -> ! {
+    // SAFETY: per the caller's contract; nothing of ours runs after.
+    unsafe {
+        std::arch::asm!(
+            "mov rsp, {sp}",
+            "xor ebp, ebp",
+            "jmp {entry}",
+            sp = in(reg) sp,
+            entry = in(reg) entry,
+            in("rdi") arg,
+            options(noreturn)
+        )
+    }
+}
