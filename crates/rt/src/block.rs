@@ -111,7 +111,7 @@ impl Block {
             return Err(BlockError::ReadOnly);
         }
         let ss = self.info.sector_size as usize;
-        if len == 0 || len % ss != 0 {
+        if len == 0 || !len.is_multiple_of(ss) {
             return Err(BlockError::Misaligned);
         }
         let n = (len / ss) as u64;

@@ -20,6 +20,7 @@ unsafe extern "Rust" {
 }
 
 /// Records the boot data, runs the program, exits with its status.
+#[cfg_attr(test, allow(dead_code))]
 pub(crate) fn start(cmdline: &'static str, manifest: Manifest) -> ! {
     let manifest: &'static Manifest = Box::leak(Box::new(manifest));
     BOOT.with(|b| {
@@ -31,6 +32,18 @@ pub(crate) fn start(cmdline: &'static str, manifest: Manifest) -> ! {
     });
     let status = __morgana_main();
     crate::platform::exit(status)
+}
+
+/// Boot data for the unit tests (no program, no `__morgana_main`).
+#[cfg(test)]
+pub(crate) fn set_for_test(manifest: Manifest) {
+    BOOT.with(|b| {
+        *b = Some(BootData {
+            cmdline: "",
+            manifest: Box::leak(Box::new(manifest)),
+            acquired: 0,
+        })
+    });
 }
 
 /// The unikernel's command line: the arguments after the image on the

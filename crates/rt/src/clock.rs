@@ -118,6 +118,7 @@ impl Device for Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     #[test]
     fn calendar_breakdown() {

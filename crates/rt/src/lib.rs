@@ -21,7 +21,7 @@
 //!
 //! # Devices
 //!
-//! Each parameter of `main` is a [`Device`](device::Device): a platform
+//! Each parameter of `main` is a [`Device`]: a platform
 //! device acquired by name ([`Net`], [`Block`]), a device composed from
 //! platform devices (a TCP/IP stack from a `Net`), or a pure one
 //! ([`Console`], [`Clock`], [`Random`]). From the parameters the macro

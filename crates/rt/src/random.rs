@@ -65,8 +65,7 @@ fn rdrand() -> Option<u64> {
 }
 
 fn hardware_seed(seed: &mut [u8; 32]) -> SeedSource {
-    #[cfg(morgana_platform = "unix")]
-    if crate::platform::unix::getrandom(seed) {
+    if crate::platform::host_random(seed) {
         return SeedSource::Host;
     }
     #[cfg(target_arch = "x86_64")]

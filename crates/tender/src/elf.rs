@@ -277,7 +277,7 @@ pub fn plan(img: &[u8], mem_size: u64) -> Result<LoadPlan, ElfError> {
         if p.vaddr >= mem_size || seg_end > mem_size {
             return Err(beyond(seg_end));
         }
-        if start % PAGE_SIZE != 0 || seg_end % PAGE_SIZE != 0 {
+        if !start.is_multiple_of(PAGE_SIZE) || seg_end % PAGE_SIZE != 0 {
             return Err(ElfError::Align(i));
         }
         if p.flags & PF_W != 0 && p.flags & PF_X != 0 {

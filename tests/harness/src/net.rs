@@ -244,7 +244,7 @@ impl RawSocket {
             if n < 0 {
                 return None;
             }
-            if sa.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if sa.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             return Some(n as usize);
@@ -257,7 +257,7 @@ pub struct Lcg(pub u64);
 
 impl Lcg {
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -267,6 +267,6 @@ impl Lcg {
 
     /// A number in `lo..=hi`.
     pub fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
     }
 }

@@ -207,7 +207,7 @@ fn with_manifest(mut img: Vec<u8>, entries: u32, stored: u32) -> Vec<u8> {
         .into_iter()
         .find(|&ph| u32_at(&img, u64_at(&img, ph + 8) as usize + 8) == MFT1)
         .unwrap();
-    while img.len() % 8 != 0 {
+    while !img.len().is_multiple_of(8) {
         img.push(0);
     }
     let at = img.len();

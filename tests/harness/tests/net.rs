@@ -55,7 +55,7 @@ fn echo_frames(guest: [u8; 6], count: usize) -> EchoResult {
             f[12..14].copy_from_slice(&ETHERTYPE);
             f[14..18].copy_from_slice(&seq.to_be_bytes());
             for b in &mut f[18..] {
-                *b = rng.next() as u8;
+                *b = rng.next_u64() as u8;
             }
             seq += 1;
             sock.send(&f).expect("send");

@@ -8,6 +8,8 @@
 //! until that deadline or network input.
 
 mod task;
+#[cfg(test)]
+mod tests;
 pub mod time;
 
 pub use task::{JoinError, JoinHandle, spawn};
@@ -97,27 +99,40 @@ struct Executor {
     stats: Stats,
 }
 
-static EXEC: Global<Executor> = Global::new(Executor {
-    slots: Vec::new(),
-    free: Vec::new(),
-    ready: VecDeque::new(),
-    sleepers: BTreeMap::new(),
-    next_seq: 0,
-    net_waiters: Vec::new(),
-    block_queue: VecDeque::new(),
-    stats: Stats {
-        polls: 0,
-        rounds: 0,
-        yields: 0,
-        block_ops: 0,
-        tasks: 0,
-    },
-});
+static EXEC: Global<Executor> = Global::new(Executor::new());
+
+/// Fresh scheduler state, for the unit tests.
+#[cfg(test)]
+pub(crate) fn reset() {
+    let old = EXEC.with(|e| core::mem::replace(e, Executor::new()));
+    // Leftover tasks of a previous test are dropped with their futures.
+    core::mem::forget(old);
+    HOOKS.with(|h| h.clear());
+}
 
 type Hook = Rc<RefCell<dyn FnMut()>>;
 static HOOKS: Global<Vec<Hook>> = Global::new(Vec::new());
 
 impl Executor {
+    const fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            ready: VecDeque::new(),
+            sleepers: BTreeMap::new(),
+            next_seq: 0,
+            net_waiters: Vec::new(),
+            block_queue: VecDeque::new(),
+            stats: Stats {
+                polls: 0,
+                rounds: 0,
+                yields: 0,
+                block_ops: 0,
+                tasks: 0,
+            },
+        }
+    }
+
     fn insert(&mut self, future: BoxFuture) -> TaskRef {
         let index = match self.free.pop() {
             Some(i) => i,

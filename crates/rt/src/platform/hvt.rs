@@ -39,12 +39,15 @@ fn rdtsc() -> u64 {
 }
 
 /// Entry point, called by `_start` with the tender's boot info.
-pub extern "C" fn start(bi: *const BootInfo) -> ! {
-    super::x86::init();
+///
+/// # Safety
+/// `bi` must point to the boot info a tender set up per the ABI.
+pub(crate) unsafe extern "C" fn start(bi: *const BootInfo) -> ! {
     // SAFETY: the tender put a BootInfo at this address (the ABI), in memory
     // mapped read-only for the guest.
     let bi = unsafe { bi.read() };
     super::bare::init_heap(bi.kernel_end, bi.mem_size);
+    super::x86::init();
     let freq = bi.cpu_cycle_freq.max(1);
     TSC_MULT.store(
         ((1_000_000_000u128 << 32) / freq as u128) as u64,

@@ -11,18 +11,22 @@
 pub(crate) mod bare;
 #[cfg(morgana_platform = "hvt")]
 pub mod hvt;
+#[cfg(test)]
+pub mod sim;
 #[cfg(morgana_platform = "spt")]
 pub mod spt;
-#[cfg(morgana_platform = "unix")]
+#[cfg(all(morgana_platform = "unix", not(test)))]
 pub mod unix;
 #[cfg(morgana_platform = "hvt")]
 mod x86;
 
 #[cfg(morgana_platform = "hvt")]
 pub(crate) use hvt as imp;
+#[cfg(test)]
+pub(crate) use sim as imp;
 #[cfg(morgana_platform = "spt")]
 pub(crate) use spt as imp;
-#[cfg(morgana_platform = "unix")]
+#[cfg(all(morgana_platform = "unix", not(test)))]
 pub(crate) use unix as imp;
 
 #[cfg(any(morgana_platform = "hvt", morgana_platform = "spt"))]
@@ -34,7 +38,7 @@ pub(crate) use imp::{
 };
 
 #[cfg(morgana_platform = "unix")]
-pub(crate) use unix::catch_panic;
+pub(crate) use imp::catch_panic;
 
 /// Runs `f`; on the bare platforms a panic ends the unikernel (there is no
 /// unwinding), so this never returns `Err`.
@@ -71,7 +75,18 @@ fn imp_heap_stats() -> (u64, u64) {
 
 #[cfg(morgana_platform = "unix")]
 fn imp_heap_stats() -> (u64, u64) {
-    unix::heap_stats()
+    imp::heap_stats()
+}
+
+/// Fills `seed` from the host's entropy source, where the platform has one.
+pub(crate) fn host_random(seed: &mut [u8]) -> bool {
+    #[cfg(morgana_platform = "unix")]
+    return imp::host_random(seed);
+    #[cfg(not(morgana_platform = "unix"))]
+    {
+        let _ = seed;
+        false
+    }
 }
 
 /// The manifest copy a tender wrote at `addr`.

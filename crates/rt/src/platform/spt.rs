@@ -58,7 +58,10 @@ static SECTOR: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
 static NET_DEVICES: AtomicI32 = AtomicI32::new(0);
 
 /// Entry point, called by `_start` with the tender's boot info.
-pub extern "C" fn start(bi: *const BootInfo) -> ! {
+///
+/// # Safety
+/// `bi` must point to the boot info a tender set up per the ABI.
+pub(crate) unsafe extern "C" fn start(bi: *const BootInfo) -> ! {
     // SAFETY: the tender put a BootInfo at this address (the ABI).
     let bi = unsafe { bi.read() };
     super::bare::init_heap(bi.kernel_end, bi.mem_size);
@@ -221,7 +224,7 @@ fn block_check(handle: u64, offset: u64, len: usize) -> Result<i32, Solo5Result>
         CAPACITY[h].load(Ordering::Relaxed),
         SECTOR[h].load(Ordering::Relaxed),
     );
-    if ss == 0 || len as u64 != ss || offset % ss != 0 || cap < ss || offset > cap - ss {
+    if ss == 0 || len as u64 != ss || !offset.is_multiple_of(ss) || cap < ss || offset > cap - ss {
         return Err(Solo5Result::Einval);
     }
     Ok(fd)

@@ -317,7 +317,7 @@ fn block_io(
     let in_range = offset
         .checked_add(len as u64)
         .is_some_and(|e| e <= capacity);
-    if len as u64 != sector || offset % sector != 0 || !in_range {
+    if len as u64 != sector || !offset.is_multiple_of(sector) || !in_range {
         return Err(Solo5Result::Einval);
     }
     if io(fd, offset as i64) == len as isize {
@@ -351,7 +351,7 @@ pub fn exit(status: i32) -> ! {
 }
 
 /// Fills `buf` from the host's `getrandom(2)`.
-pub fn getrandom(buf: &mut [u8]) -> bool {
+pub fn host_random(buf: &mut [u8]) -> bool {
     // SAFETY: getrandom writes at most buf.len() bytes into buf.
     let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
     n == buf.len() as isize

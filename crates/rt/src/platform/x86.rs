@@ -200,45 +200,45 @@ extern "C" fn trap_handler(f: &TrapFrame) -> ! {
 
 const IST_STACK_SIZE: usize = 16 * 1024;
 
-#[repr(align(16))]
-struct IstStack(#[allow(dead_code)] [u8; IST_STACK_SIZE]);
-
-static mut IST_STACK: IstStack = IstStack([0; IST_STACK_SIZE]);
-static mut TSS: TaskStateSegment = TaskStateSegment::new();
-static mut GDT: GlobalDescriptorTable = GlobalDescriptorTable::new();
-static mut IDT: InterruptDescriptorTable = InterruptDescriptorTable::new();
-
-/// Loads the guest's own GDT, TSS and IDT. Called once, first thing at boot,
-/// with interrupts disabled.
+/// Loads the guest's own GDT, TSS and IDT. Called once at boot, right
+/// after the heap is set up (the tables live on it, leaked: they must stay
+/// valid forever).
 pub fn init() {
-    // SAFETY: called once on the only CPU before anything else runs, so
-    // these statics have no other users; once loaded they are never
-    // modified again, which is what lgdt/lidt/ltr require of 'static tables.
+    use alloc::boxed::Box;
+    let ist: &'static mut [u64] =
+        Box::leak(alloc::vec![0u64; IST_STACK_SIZE / 8].into_boxed_slice());
+    let top = ist.as_ptr() as u64 + IST_STACK_SIZE as u64;
+    let tss: &'static mut TaskStateSegment = Box::leak(Box::new(TaskStateSegment::new()));
+    tss.interrupt_stack_table[0] = VirtAddr::new(top & !0xf);
+    let gdt: &'static mut GlobalDescriptorTable = Box::leak(Box::new(GlobalDescriptorTable::new()));
+    let code = gdt.append(Descriptor::kernel_code_segment());
+    let data = gdt.append(Descriptor::kernel_data_segment());
+    let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+    let gdt: &'static GlobalDescriptorTable = gdt;
+    gdt.load();
+    // SAFETY: the selectors index the GDT just loaded, whose code and data
+    // descriptors are the 64-bit kernel ones the CPU already runs with.
     unsafe {
-        let tss = &mut *(&raw mut TSS);
-        let top = (&raw const IST_STACK) as u64 + IST_STACK_SIZE as u64;
-        tss.interrupt_stack_table[0] = VirtAddr::new(top);
-        let gdt = &mut *(&raw mut GDT);
-        let code = gdt.append(Descriptor::kernel_code_segment());
-        let data = gdt.append(Descriptor::kernel_data_segment());
-        let tss_sel = gdt.append(Descriptor::tss_segment(&*(&raw const TSS)));
-        (*(&raw const GDT)).load();
         CS::set_reg(code);
         SS::set_reg(data);
         DS::set_reg(data);
         ES::set_reg(data);
         load_tss(tss_sel);
-
-        let idt = &mut *(&raw mut IDT);
-        for (vec, stub) in STUBS.iter().enumerate() {
-            let addr = VirtAddr::new(*stub as usize as u64);
-            let opts = raw_entry(idt, vec).set_handler_addr(addr);
-            if vec == 8 {
-                opts.set_stack_index(0);
-            }
-        }
-        (*(&raw const IDT)).load();
     }
+    let idt: &'static mut InterruptDescriptorTable =
+        Box::leak(Box::new(InterruptDescriptorTable::new()));
+    for (vec, stub) in STUBS.iter().enumerate() {
+        let addr = VirtAddr::new(*stub as usize as u64);
+        // SAFETY: vec < 32; each stub is an entry point that saves the
+        // registers and calls the trap handler, which never returns.
+        let opts = unsafe { raw_entry(idt, vec).set_handler_addr(addr) };
+        if vec == 8 {
+            // SAFETY: IST slot 0 is the stack set up in the TSS above.
+            unsafe { opts.set_stack_index(0) };
+        }
+    }
+    let idt: &'static InterruptDescriptorTable = idt;
+    idt.load();
 }
 
 /// The IDT entry of exception `vec`, type-erased so that every vector can be

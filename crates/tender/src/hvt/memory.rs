@@ -176,7 +176,7 @@ mod tests {
         assert_eq!(entry(&low, 0x8000 + 0x1ff * 8), 0x1ff000 | 3);
         // 4 GiB fills all four page directories.
         let low = low_memory(4 << 30);
-        assert_eq!(entry(&low, 0x7ff8), (4u64 << 30) - 0x20_0000 | 0x83);
+        assert_eq!(entry(&low, 0x7ff8), ((4u64 << 30) - 0x20_0000) | 0x83);
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Monitor for Spt {
 
     fn mem_size(requested: u64) -> Result<u64, TenderError> {
         let mem = requested & !(morgana_abi::PAGE_SIZE - 1);
-        if mem < 2 << 20 || mem > MAX_MEM_SIZE {
+        if !(2 << 20..=MAX_MEM_SIZE).contains(&mem) {
             return Err(TenderError::Memory(format!(
                 "guest memory must be between 2 and {} MiB",
                 MAX_MEM_SIZE >> 20

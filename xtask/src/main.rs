@@ -1,0 +1,227 @@
+//! Morgana's repository tasks:
+//!
+//! * `cargo xtask setup`: install what the build and the tests need (the
+//!   `x86_64-unknown-none` Rust target, Debian packages);
+//! * `cargo xtask build`: the tenders, the `morgana` command, and every
+//!   unikernel image for every platform;
+//! * `cargo xtask demo`: set up, build, and boot the demo unikernel on
+//!   `morgana-hvt`;
+//! * `cargo xtask test`: the whole test suite (formatting, clippy, docs,
+//!   unit tests, then real images on real tenders and real taps);
+//! * `cargo xtask bench`: the benchmarks, written to `BENCHMARKS.md`.
+
+use anyhow::{Context, Result, bail};
+use morgana_cli::{BuildOptions, Platform};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod bench;
+
+/// Debian packages the tests and benchmarks use.
+const PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ip"),
+    ("iputils-ping", "ping"),
+    ("procps", "sysctl"),
+    ("hyperfine", "hyperfine"),
+    ("wrk", "wrk"),
+    ("dnsmasq-base", "dnsmasq"),
+    ("nginx-light", "nginx"),
+    ("time", "time"),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let r = match task {
+        "setup" => setup(),
+        "build" => setup().and_then(|()| build()),
+        "demo" => demo(),
+        "test" => test(),
+        "bench" => setup()
+            .and_then(|()| build())
+            .and_then(|()| bench::run(&args[1..])),
+        _ => {
+            eprintln!("usage: cargo xtask setup|build|demo|test|bench");
+            return ExitCode::from(2);
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root; fails on a non-zero status.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    cmd.current_dir(root());
+    eprintln!("+ {}", show(cmd));
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", show(cmd)))?;
+    if !st.success() {
+        bail!("`{}` failed ({st})", show(cmd));
+    }
+    Ok(())
+}
+
+fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+/// Installs the Rust target and the Debian packages that are missing.
+fn setup() -> Result<()> {
+    if Command::new("rustup").arg("--version").output().is_ok() {
+        run(Command::new("rustup").args(["target", "add", morgana_cli::BARE_TARGET]))?;
+    }
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(p, _)| !installed(p))
+        .map(|(p, _)| *p)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo", "-n"] };
+    let apt = |args: &[&str]| {
+        let mut v: Vec<&str> = sudo.to_vec();
+        v.push("apt-get");
+        v.extend_from_slice(args);
+        let mut c = Command::new(v[0]);
+        c.args(&v[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run(&mut apt(&["update", "-q"]))?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend_from_slice(&missing);
+    run(&mut apt(&args)).with_context(|| format!("installing {}", missing.join(" ")))?;
+    // Services come from the packages, but tests start their own servers.
+    let _ = Command::new("sh")
+        .args(["-c", "nginx -s stop 2>/dev/null; true"])
+        .status();
+    Ok(())
+}
+
+/// Builds the tenders, the CLI and every image for every platform.
+fn build() -> Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "morgana-tender",
+        "-p",
+        "morgana-cli",
+    ]))?;
+    let built = morgana_cli::build(&BuildOptions {
+        platforms: Platform::ALL.to_vec(),
+        workspace: Some(root()),
+        ..Default::default()
+    })?;
+    for b in &built {
+        eprintln!("  {:<4} {:<14} {:>8} bytes", b.platform, b.name, b.size);
+    }
+    Ok(())
+}
+
+/// The main job: set up, build the demo unikernel, boot it on morgana-hvt.
+fn demo() -> Result<()> {
+    setup()?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "morgana-tender",
+        "-p",
+        "morgana-cli",
+    ]))?;
+    morgana_cli::build(&BuildOptions {
+        platforms: vec![Platform::Hvt],
+        packages: vec!["morgana-examples".into()],
+        workspace: Some(root()),
+        ..Default::default()
+    })?;
+    let target = root().join("target");
+    eprintln!("\nBooting the demo unikernel on morgana-hvt:\n");
+    run(Command::new(target.join("release/morgana-hvt"))
+        .arg("--mem=32")
+        .arg(target.join("unikernels/hvt/hello"))
+        .args(["from", "the", "Morgana", "demo"]))?;
+    eprintln!("\nThe unikernel exited with status 0.");
+    Ok(())
+}
+
+/// The whole test suite.
+fn test() -> Result<()> {
+    setup()?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    for p in ["hvt", "spt"] {
+        run(cargo().args([
+            "clippy",
+            "--target",
+            morgana_cli::BARE_TARGET,
+            "-p",
+            "morgana",
+            "-p",
+            "morgana-examples",
+            "-p",
+            "morgana-test-kernels",
+            "--features",
+            &format!("morgana/{p}"),
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    run(cargo().args(["test", "--workspace", "--exclude", "morgana-tests"]))?;
+    build()?;
+    if !is_root() {
+        bail!("the integration tests need root (network namespaces, taps, KVM): run as root");
+    }
+    run(cargo().args(["test", "-p", "morgana-tests", "--", "--test-threads=2"]))?;
+    eprintln!("\nAll tests passed.");
+    Ok(())
+}
