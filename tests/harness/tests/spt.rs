@@ -70,8 +70,15 @@ fn forbidden_calls_are_killed_by_sigsys() {
         assert!(!o.stderr.contains("must not reach stderr"), "{mode}");
         // Nothing was written to the disk.
         let bytes = std::fs::read(&disk.0).unwrap();
-        assert_eq!(bytes.len(), SECTOR * SECTORS, "{mode}: the disk changed size");
-        assert!(bytes.iter().all(|&b| b == 0), "{mode}: the disk was written");
+        assert_eq!(
+            bytes.len(),
+            SECTOR * SECTORS,
+            "{mode}: the disk changed size"
+        );
+        assert!(
+            bytes.iter().all(|&b| b == 0),
+            "{mode}: the disk was written"
+        );
     }
 }
 
