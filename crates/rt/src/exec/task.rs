@@ -140,9 +140,12 @@ where
         handle_alive: true,
         task: None,
     }));
-    let st = state.clone();
+    // The guard exists before the task first runs, so that cancelling a
+    // task that never ran (dropping its unpolled future) completes its
+    // handle too.
+    let guard = CancelGuard(state.clone());
     let task = async move {
-        let guard = CancelGuard(st);
+        let guard = guard;
         let mut future = pin!(future);
         let r = poll_fn(|cx| crate::platform::catch_panic(|| future.as_mut().poll(cx))).await;
         complete(&guard.0, r.map_err(JoinError::Panicked));

@@ -352,6 +352,16 @@ fn cancellation() {
             assert!(sleeper.is_finished());
             assert_eq!(sleeper.await, Err(JoinError::Cancelled));
 
+            // A task cancelled before it first runs never runs, and its
+            // handle completes.
+            let never = {
+                let l = l.clone();
+                spawn(async move { l.borrow_mut().push("cancelled task ran".into()) })
+            };
+            never.cancel();
+            assert!(never.is_finished());
+            assert_eq!(never.await, Err(JoinError::Cancelled));
+
             // Cancelling a finished task changes nothing.
             let done = spawn(async { 5 });
             yield_now().await;
