@@ -73,6 +73,42 @@ pub fn heap_stats() -> (u64, u64) {
     (HEAP_SIZE.load(Ordering::Relaxed), allocated)
 }
 
+/// Capacity in bytes of each block device handle (0: not a block device).
+static CAPACITY: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+/// Sector size of each block device handle.
+static SECTOR: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
+/// Records the geometry of the attached block devices, for
+/// [`block_check`].
+pub fn record_block_devices(mft: &morgana_abi::mft::Manifest) {
+    for (h, e) in mft.devices() {
+        if e.attached() && e.kind() == Some(morgana_abi::mft::DeviceKind::Block) {
+            let (cap, ss) = e.block();
+            CAPACITY[h].store(cap, Ordering::Relaxed);
+            SECTOR[h].store(u64::from(ss), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Solo5's guest-side rule for block I/O: exactly one sector, at a
+/// sector-aligned offset, within the device; anything else is `EINVAL`
+/// before the tender is asked (Solo5's hvt tender checks only the range,
+/// and spt's seccomp filter would kill the process).
+pub fn block_check(handle: u64, offset: u64, len: usize) -> Result<(), morgana_abi::Solo5Result> {
+    let einval = Err(morgana_abi::Solo5Result::Einval);
+    let Some(h) = usize::try_from(handle).ok().filter(|&h| h < 64) else {
+        return einval;
+    };
+    let (cap, ss) = (
+        CAPACITY[h].load(Ordering::Relaxed),
+        SECTOR[h].load(Ordering::Relaxed),
+    );
+    if ss == 0 || len as u64 != ss || !offset.is_multiple_of(ss) || cap < ss || offset > cap - ss {
+        return einval;
+    }
+    Ok(())
+}
+
 /// Aborts if the stack has grown into the canary below it.
 pub fn check_stack() {
     let at = CANARY_AT.load(Ordering::Relaxed);

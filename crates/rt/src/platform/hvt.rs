@@ -57,6 +57,7 @@ pub(crate) unsafe extern "C" fn start(bi: *const BootInfo) -> ! {
     // SAFETY: the tender wrote the manifest copy and the command line at
     // these addresses, in guest memory that stays valid forever.
     let (mft, cmdline) = unsafe { (super::manifest_at(bi.mft), super::cstr_at(bi.cmdline)) };
+    super::bare::record_block_devices(&mft);
     crate::boot::start(cmdline, mft)
 }
 
@@ -127,6 +128,7 @@ pub fn net_write(handle: u64, buf: &[u8]) -> Result<(), Solo5Result> {
 
 /// Reads one block at byte `offset`.
 pub fn block_read(handle: u64, offset: u64, buf: &mut [u8]) -> Result<(), Solo5Result> {
+    super::bare::block_check(handle, offset, buf.len())?;
     let mut a = HcBlockIo {
         handle,
         offset,
@@ -140,6 +142,7 @@ pub fn block_read(handle: u64, offset: u64, buf: &mut [u8]) -> Result<(), Solo5R
 
 /// Writes one block at byte `offset`.
 pub fn block_write(handle: u64, offset: u64, buf: &[u8]) -> Result<(), Solo5Result> {
+    super::bare::block_check(handle, offset, buf.len())?;
     let mut a = HcBlockIo {
         handle,
         offset,

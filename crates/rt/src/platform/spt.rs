@@ -3,7 +3,7 @@
 //! filter allows only the calls below, on the descriptors it opened.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI32, Ordering};
 use morgana_abi::Solo5Result;
 use morgana_abi::mft::DeviceKind;
 use morgana_abi::note::{AbiNote, AbiTarget};
@@ -51,10 +51,6 @@ static EPOLLFD: AtomicI32 = AtomicI32::new(-1);
 static TIMERFD: AtomicI32 = AtomicI32::new(-1);
 /// Host descriptor of each device handle, -1 if none.
 static FDS: [AtomicI32; 64] = [const { AtomicI32::new(-1) }; 64];
-/// Capacity in bytes of each block device handle.
-static CAPACITY: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
-/// Sector size of each block device handle.
-static SECTOR: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
 static NET_DEVICES: AtomicI32 = AtomicI32::new(0);
 
 /// Entry point, called by `_start` with the tender's boot info.
@@ -70,21 +66,14 @@ pub(crate) unsafe extern "C" fn start(bi: *const BootInfo) -> ! {
     // SAFETY: the tender wrote the manifest copy and the command line at
     // these addresses, in memory that stays valid forever.
     let (mft, cmdline) = unsafe { (super::manifest_at(bi.mft), super::cstr_at(bi.cmdline)) };
+    super::bare::record_block_devices(&mft);
     for (h, e) in mft.devices() {
         if !e.attached() {
             continue;
         }
         FDS[h].store(e.hostfd(), Ordering::Relaxed);
-        match e.kind() {
-            Some(DeviceKind::Block) => {
-                let (cap, ss) = e.block();
-                CAPACITY[h].store(cap, Ordering::Relaxed);
-                SECTOR[h].store(u64::from(ss), Ordering::Relaxed);
-            }
-            Some(DeviceKind::Net) => {
-                NET_DEVICES.fetch_add(1, Ordering::Relaxed);
-            }
-            None => {}
+        if e.kind() == Some(DeviceKind::Net) {
+            NET_DEVICES.fetch_add(1, Ordering::Relaxed);
         }
     }
     crate::boot::start(cmdline, mft)
@@ -214,20 +203,12 @@ pub fn net_write(handle: u64, buf: &[u8]) -> Result<(), Solo5Result> {
     }
 }
 
-/// Checks a block transfer the way the tender's seccomp filter will (one
-/// sector, aligned, in range): a request the filter would kill the process
-/// for is refused with `EINVAL` instead.
+/// The host descriptor of block device `handle`, once the request passed
+/// Solo5's guest-side checks (which the seccomp filter also enforces, by
+/// killing the process).
 fn block_check(handle: u64, offset: u64, len: usize) -> Result<i32, Solo5Result> {
-    let fd = fd(handle).ok_or(Solo5Result::Einval)?;
-    let h = handle as usize;
-    let (cap, ss) = (
-        CAPACITY[h].load(Ordering::Relaxed),
-        SECTOR[h].load(Ordering::Relaxed),
-    );
-    if ss == 0 || len as u64 != ss || !offset.is_multiple_of(ss) || cap < ss || offset > cap - ss {
-        return Err(Solo5Result::Einval);
-    }
-    Ok(fd)
+    super::bare::block_check(handle, offset, len)?;
+    fd(handle).ok_or(Solo5Result::Einval)
 }
 
 /// Reads one block at byte `offset`.

@@ -92,6 +92,51 @@ async fn main(storage: Block) -> u8 {
             }
         }
     }
+    if !tender_checks(h, cap, &mut buf) {
+        return 3;
+    }
     morgana::println!("block: OK");
     0
+}
+
+/// On hvt, the same bad requests as raw hypercalls, past the guest-side
+/// checks: the tender must refuse them too (ret = EINVAL).
+#[cfg(morgana_platform = "hvt")]
+fn tender_checks(h: u64, cap: u64, buf: &mut [u8]) -> bool {
+    use morgana::abi::hvt::{HcBlockIo, Hypercall};
+    let ss = buf.len() as u64;
+    for (what, nr, offset, len) in [
+        ("misaligned offset", Hypercall::BlockRead, 1, ss),
+        ("out-of-range offset", Hypercall::BlockRead, cap, ss),
+        ("short read", Hypercall::BlockRead, 0, ss / 2),
+        ("misaligned write", Hypercall::BlockWrite, ss / 2, ss),
+        (
+            "out-of-range write",
+            Hypercall::BlockWrite,
+            cap - ss / 2,
+            ss,
+        ),
+    ] {
+        let mut a = HcBlockIo {
+            handle: h,
+            offset,
+            data: buf.as_mut_ptr() as u64,
+            len,
+            ret: -1,
+        };
+        morgana::platform::hvt::raw_hypercall(nr as u16, &raw mut a as u32);
+        // SAFETY: the tender wrote `ret` during the hypercall.
+        let ret = unsafe { core::ptr::read_volatile(&raw const a.ret) };
+        if ret != Solo5Result::Einval as i32 {
+            morgana::println!("block: tender: {what}: expected EINVAL, got {ret}");
+            return false;
+        }
+        morgana::println!("block: tender: {what}: EINVAL");
+    }
+    true
+}
+
+#[cfg(not(morgana_platform = "hvt"))]
+fn tender_checks(_h: u64, _cap: u64, _buf: &mut [u8]) -> bool {
+    true
 }
