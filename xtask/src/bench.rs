@@ -155,6 +155,7 @@ pub fn run(_args: &[String]) -> Result<()> {
             _ => "target/unikernels/unix/hello".to_string(),
         })?,
         sizes()?,
+        crate::bench_sched::section()?,
     ];
     let mut out = String::from(
         "# Benchmarks\n\nWritten by `cargo xtask bench` (do not edit by hand). Every figure lists the command\n\

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod bench_sched;
 
 /// Debian packages the tests and benchmarks use.
 const PACKAGES: &[(&str, &str)] = &[
@@ -203,7 +204,10 @@ fn test() -> Result<()> {
             "-p",
             "morgana",
             "-p",
+            "morgana-net",
+            "-p",
             "morgana-examples",
+
             "-p",
             "morgana-test-kernels",
             "--features",

@@ -12,7 +12,8 @@
 //! * on the bare platforms, the ABI note (`.note.solo5.abi`) and the
 //!   `PT_INTERP` contents that stop the host from executing the image;
 //! * the boot-time code that connects every device in order and runs the
-//!   function on the scheduler, its result becoming the exit status.
+//!   function on the scheduler, its result becoming the exit status;
+//! * on Linux (the unix platform), the C `main` that starts it all.
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
@@ -184,6 +185,15 @@ fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
         #[used]
         #[unsafe(link_section = ".interp")]
         static __MORGANA_INTERP: [u8; 24] = *::morgana::abi::note::INTERP;
+
+        // In its own scope: the program's function may be called `main` too.
+        #[cfg(target_os = "linux")]
+        const _: () = {
+            #[unsafe(no_mangle)]
+            extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
+                ::morgana::__private::unix_main()
+            }
+        };
 
         #[unsafe(no_mangle)]
         fn __morgana_main() -> i32 {

@@ -30,6 +30,7 @@ pub(crate) fn start(cmdline: &'static str, manifest: Manifest) -> ! {
             acquired: 0,
         })
     });
+    crate::console::init_logger(log_level(cmdline));
     let status = __morgana_main();
     crate::platform::exit(status)
 }
@@ -44,6 +45,17 @@ pub(crate) fn set_for_test(manifest: Manifest) {
             acquired: 0,
         })
     });
+}
+
+/// The `--log-level=LEVEL` of the command line (error, warn, info, debug,
+/// trace, off); info by default.
+fn log_level(cmdline: &str) -> log::LevelFilter {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|a| a.strip_prefix("--log-level="))
+        .filter_map(|l| l.parse().ok())
+        .next_back()
+        .unwrap_or(log::LevelFilter::Info)
 }
 
 /// The unikernel's command line: the arguments after the image on the

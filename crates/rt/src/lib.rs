@@ -79,6 +79,12 @@
 //!    stable Rust does not provide for the bare `x86_64-unknown-none`
 //!    target (its `core` is built `panic=abort`).
 //!
+//! # Logging
+//!
+//! The console is the `log` crate's logger from boot, at level `info`;
+//! `--log-level=debug` (or error, warn, trace, off) on the unikernel's
+//! command line changes it.
+//!
 //! # Exit status
 //!
 //! `main` may return `()` (status 0), an integer status, or a `Result`
@@ -159,6 +165,16 @@ pub mod sys {
     }
 }
 
+/// The availability rule, for futures built on top of the runtime (a
+/// network stack, a file system): call it first thing in `poll` with a flag
+/// kept in the future, initially `false`. On the future's first poll, if
+/// another task is ready, it re-queues the current task and returns `true`:
+/// return `Poll::Pending` then. Otherwise, and on every later poll, it
+/// returns `false`.
+pub fn cooperate(cx: &mut core::task::Context<'_>, yielded: &mut bool) -> bool {
+    exec::coop(cx, yielded)
+}
+
 /// Ends the unikernel now with `status` (0 to 254; 255 means abort).
 pub fn exit(status: u8) -> ! {
     platform::exit(i32::from(status))
@@ -235,6 +251,11 @@ pub mod __private {
     /// The ABI note of this platform.
     #[cfg(any(morgana_platform = "hvt", morgana_platform = "spt"))]
     pub const ABI_NOTE: AbiNote = crate::platform::ABI_NOTE;
+
+    /// The unix platform's start-up, called by the C `main` that
+    /// `#[morgana::main]` emits.
+    #[cfg(all(morgana_platform = "unix", not(test)))]
+    pub use crate::platform::unix::unix_main;
 
     /// Reports a device that could not be connected, and exits 1.
     pub fn connect_failed(e: crate::DeviceError) -> ! {

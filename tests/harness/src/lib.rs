@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod net;
+pub mod packets;
 
 /// A platform images run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,6 +273,11 @@ impl Running {
                 }
             }
         }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Waits (at most `limit`) for the process to exit; returns its status,

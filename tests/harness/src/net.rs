@@ -78,6 +78,16 @@ impl Netns {
     /// Runs `f` on a thread that has entered the namespace (sockets it
     /// creates live there).
     pub fn run_in<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
+        self.spawn_in(f)
+            .join()
+            .expect("thread in namespace panicked")
+    }
+
+    /// Starts `f` on a thread inside the namespace, without waiting for it.
+    pub fn spawn_in<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> std::thread::JoinHandle<R> {
         let path = format!("/var/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let ns = std::fs::File::open(&path).expect("open netns");
@@ -87,8 +97,6 @@ impl Netns {
             assert_eq!(r, 0, "setns: {}", io::Error::last_os_error());
             f()
         })
-        .join()
-        .expect("thread in namespace panicked")
     }
 }
 
@@ -205,7 +213,8 @@ impl RawSocket {
         sa.sll_family = libc::AF_PACKET as u16;
         sa.sll_ifindex = self.ifindex;
         sa.sll_halen = 6;
-        sa.sll_addr[..6].copy_from_slice(&frame[..6]);
+        let n = frame.len().min(6);
+        sa.sll_addr[..n].copy_from_slice(&frame[..n]);
         // SAFETY: sending a valid buffer to a valid address.
         let n = unsafe {
             libc::sendto(

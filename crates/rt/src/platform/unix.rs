@@ -102,10 +102,11 @@ fn fail(msg: &str) -> ! {
     std::process::exit(morgana_abi::EXIT_TENDER_ERROR.into())
 }
 
-/// `main` of a unix build: attach the devices named on the command line,
-/// then boot the program.
-#[unsafe(no_mangle)]
-extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
+/// The body of a unix build's C `main` (which `#[morgana::main]` emits in
+/// the program, so that libraries depending on the runtime can still link
+/// their own test harnesses): attach the devices named on the command
+/// line, then boot the program.
+pub fn unix_main() -> i32 {
     RUNTIME_THREAD.with(|t| t.set(true));
     let mut args = Vec::new();
     for a in std::env::args_os().skip(1) {

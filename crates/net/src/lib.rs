@@ -1,0 +1,102 @@
+//! A TCP/IP stack for Morgana unikernels: Ethernet, ARP, IPv4, ICMP echo
+//! (answered automatically), UDP, TCP, a DHCPv4 client, a DNS client, and
+//! IPv6 with SLAAC, from [smoltcp], over a [`morgana::Net`] device.
+//!
+//! The stack is a Morgana device: declare it as a parameter of `main` and
+//! it is built from the net device of the same name, configured from the
+//! unikernel's command line (see [`Config::from_args`]):
+//!
+//! ```ignore
+//! #[morgana::main]
+//! async fn main(service: morgana_net::Stack) -> Result<(), morgana_net::Error> {
+//!     let listener = morgana_net::TcpListener::bind(&service, 7)?;
+//!     loop {
+//!         let (stream, _peer) = listener.accept().await?;
+//!         morgana::spawn(async move {
+//!             let mut buf = [0u8; 1024];
+//!             while let Ok(n @ 1..) = stream.read(&mut buf).await {
+//!                 if stream.write_all(&buf[..n]).await.is_err() { break }
+//!             }
+//!         });
+//!     }
+//! }
+//! ```
+//!
+//! A driver task runs the stack: it wakes on frames, on the stack's own
+//! timers and on socket operations, never by busy polling, and processes at
+//! most a batch of frames before letting other tasks run. Resources are
+//! bounded ([`Limits`]): the number of sockets, each socket's buffers, and
+//! the handshakes a listener keeps pending; half-open connections time out
+//! and a closed connection's memory is freed.
+
+#![no_std]
+
+extern crate alloc;
+
+mod config;
+mod device;
+mod dns;
+mod stack;
+mod tcp;
+mod udp;
+
+pub use config::{Config, Limits};
+pub use smoltcp::wire::{
+    IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr,
+};
+pub use stack::{Stack, StackStats};
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+/// A network error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The peer reset the connection, or it is closed.
+    ConnectionReset,
+    /// The connection could not be established.
+    ConnectionRefused,
+    /// No route or no source address for the destination.
+    Unreachable,
+    /// The port is already in use.
+    AddrInUse,
+    /// The socket limit is reached.
+    TooManySockets,
+    /// An invalid argument.
+    InvalidInput,
+    /// No DNS server is configured.
+    NoDnsServer,
+    /// The name could not be resolved.
+    DnsFailed,
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::ConnectionReset => "connection reset",
+            Self::ConnectionRefused => "connection refused",
+            Self::Unreachable => "destination unreachable",
+            Self::AddrInUse => "address in use",
+            Self::TooManySockets => "too many sockets",
+            Self::InvalidInput => "invalid input",
+            Self::NoDnsServer => "no DNS server configured",
+            Self::DnsFailed => "DNS lookup failed",
+        })
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl embedded_io_async::Error for Error {
+    fn kind(&self) -> embedded_io_async::ErrorKind {
+        use embedded_io_async::ErrorKind as K;
+        match self {
+            Self::ConnectionReset => K::ConnectionReset,
+            Self::ConnectionRefused => K::ConnectionRefused,
+            Self::Unreachable => K::NotConnected,
+            Self::AddrInUse => K::AddrInUse,
+            Self::TooManySockets => K::OutOfMemory,
+            Self::InvalidInput => K::InvalidInput,
+            Self::NoDnsServer | Self::DnsFailed => K::Other,
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! TCP: listeners and streams, with an async API in the style of tokio's.
+
+use crate::Error;
+use crate::stack::{Inner, Listener, Stack};
+use alloc::vec::Vec;
+use core::future::poll_fn;
+use core::task::{Context, Poll};
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::{self, State};
+use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
+
+/// A listening TCP port. Up to `backlog` connections can be in their
+/// handshake at once (each has its own listening socket); more SYNs are
+/// refused until one completes or times out.
+pub struct TcpListener {
+    stack: Stack,
+    port: u16,
+}
+
+impl TcpListener {
+    /// Listens on `port` on every address of `stack`.
+    pub fn bind(stack: &Stack, port: u16) -> Result<Self, Error> {
+        if port == 0 {
+            return Err(Error::InvalidInput);
+        }
+        let mut i = stack.inner.borrow_mut();
+        if i.listeners.contains_key(&port) {
+            return Err(Error::AddrInUse);
+        }
+        let mut pool = Vec::new();
+        for _ in 0..i.limits.backlog {
+            match i.listen_socket(port) {
+                Ok(h) => pool.push(h),
+                Err(e) => {
+                    for h in pool {
+                        i.remove(h);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        i.listeners.insert(port, Listener { pool });
+        i.notify();
+        Ok(Self {
+            stack: stack.clone(),
+            port,
+        })
+    }
+
+    /// The port.
+    pub fn local_port(&self) -> u16 {
+        self.port
+    }
+
+    /// Waits for a connection; returns it and the peer's address.
+    pub async fn accept(&self) -> Result<(TcpStream, IpEndpoint), Error> {
+        let mut yielded = false;
+        poll_fn(|cx| {
+            if morgana::cooperate(cx, &mut yielded) {
+                return Poll::Pending;
+            }
+            let mut guard = self.stack.inner.borrow_mut();
+            let i = &mut *guard;
+            let pool = &i.listeners.get(&self.port).expect("bound").pool;
+            let ready = pool.iter().position(|&h| {
+                let s = i.sockets.get::<tcp::Socket>(h);
+                matches!(s.state(), State::Established | State::CloseWait)
+            });
+            let Some(pos) = ready else {
+                for &h in pool {
+                    i.sockets
+                        .get_mut::<tcp::Socket>(h)
+                        .register_recv_waker(cx.waker());
+                }
+                return Poll::Pending;
+            };
+            let h = i
+                .listeners
+                .get_mut(&self.port)
+                .expect("bound")
+                .pool
+                .swap_remove(pos);
+            // Replace the listening socket the connection took.
+            if let Ok(n) = i.listen_socket(self.port) {
+                i.listeners.get_mut(&self.port).expect("bound").pool.push(n);
+            }
+            let s = i.sockets.get_mut::<tcp::Socket>(h);
+            s.set_timeout(Some(smoltcp::time::Duration::from_micros(
+                i.limits.idle_timeout.as_micros() as u64,
+            )));
+            let peer = s.remote_endpoint().expect("connected");
+            i.update_full_ports();
+            i.notify();
+            Poll::Ready(Ok((
+                TcpStream {
+                    stack: self.stack.clone(),
+                    handle: h,
+                },
+                peer,
+            )))
+        })
+        .await
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let mut i = self.stack.inner.borrow_mut();
+        if let Some(l) = i.listeners.remove(&self.port) {
+            for h in l.pool {
+                let s = i.sockets.get_mut::<tcp::Socket>(h);
+                if s.state() == State::Listen {
+                    i.remove(h);
+                } else {
+                    // A handshake in progress: let it end, then free it.
+                    i.retire(h);
+                }
+            }
+        }
+    }
+}
+
+/// A TCP connection. Reading and writing take `&self`, so a reader task
+/// and a writer task can share one stream. Dropping a stream closes it
+/// gracefully in the background; its memory is freed once closed.
+pub struct TcpStream {
+    stack: Stack,
+    handle: SocketHandle,
+}
+
+impl core::fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local", &self.local_addr())
+            .field("peer", &self.peer_addr())
+            .finish()
+    }
+}
+
+impl TcpStream {
+    /// Connects to `remote` (an address and port).
+    pub async fn connect(stack: &Stack, remote: impl Into<IpEndpoint>) -> Result<Self, Error> {
+        let remote = remote.into();
+        let handle = {
+            let mut guard = stack.inner.borrow_mut();
+            let i = &mut *guard;
+            let mut s = i.tcp_socket();
+            s.set_timeout(Some(smoltcp::time::Duration::from_micros(
+                i.limits.idle_timeout.as_micros() as u64,
+            )));
+            let port = i.ephemeral_port();
+            s.connect(i.iface.context(), remote, IpListenEndpoint::from(port))
+                .map_err(|e| match e {
+                    tcp::ConnectError::Unaddressable => Error::Unreachable,
+                    tcp::ConnectError::InvalidState => Error::InvalidInput,
+                })?;
+            let h = i.add(s)?;
+            i.notify();
+            h
+        };
+        let stream = Self {
+            stack: stack.clone(),
+            handle,
+        };
+        poll_fn(|cx| {
+            stream.with(|s| match s.state() {
+                State::Established | State::CloseWait => Poll::Ready(Ok(())),
+                State::SynSent | State::SynReceived => {
+                    s.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+                _ => Poll::Ready(Err(Error::ConnectionRefused)),
+            })
+        })
+        .await?;
+        Ok(stream)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut tcp::Socket<'static>) -> R) -> R {
+        let mut i = self.stack.inner.borrow_mut();
+        f(i.sockets.get_mut::<tcp::Socket>(self.handle))
+    }
+
+    fn with_inner<R>(&self, f: impl FnOnce(&mut Inner, SocketHandle) -> R) -> R {
+        f(&mut self.stack.inner.borrow_mut(), self.handle)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<IpEndpoint> {
+        self.with(|s| s.remote_endpoint())
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> Option<IpEndpoint> {
+        self.with(|s| s.local_endpoint())
+    }
+
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, Error>> {
+        self.with_inner(|i, h| {
+            let s = i.sockets.get_mut::<tcp::Socket>(h);
+            if s.can_recv() {
+                let n = s.recv_slice(buf).map_err(|_| Error::ConnectionReset)?;
+                // The window opened: the driver may need to say so.
+                i.notify();
+                return Poll::Ready(Ok(n));
+            }
+            if !s.may_recv() {
+                return Poll::Ready(
+                    if s.state() == State::Closed && s.remote_endpoint().is_none() {
+                        Err(Error::ConnectionReset)
+                    } else {
+                        Ok(0)
+                    },
+                );
+            }
+            s.register_recv_waker(cx.waker());
+            Poll::Pending
+        })
+    }
+
+    /// Reads into `buf`; returns 0 at the end of the stream.
+    pub async fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut yielded = false;
+        poll_fn(|cx| {
+            if morgana::cooperate(cx, &mut yielded) {
+                return Poll::Pending;
+            }
+            self.poll_read(cx, buf)
+        })
+        .await
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, Error>> {
+        self.with_inner(|i, h| {
+            let s = i.sockets.get_mut::<tcp::Socket>(h);
+            if !s.may_send() {
+                return Poll::Ready(Err(Error::ConnectionReset));
+            }
+            if s.can_send() {
+                let n = s.send_slice(buf).map_err(|_| Error::ConnectionReset)?;
+                i.notify();
+                return Poll::Ready(Ok(n));
+            }
+            s.register_send_waker(cx.waker());
+            Poll::Pending
+        })
+    }
+
+    /// Writes some of `buf` (waits while the send buffer is full); returns
+    /// how much.
+    pub async fn write(&self, buf: &[u8]) -> Result<usize, Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut yielded = false;
+        poll_fn(|cx| {
+            if morgana::cooperate(cx, &mut yielded) {
+                return Poll::Pending;
+            }
+            self.poll_write(cx, buf)
+        })
+        .await
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&self, mut buf: &[u8]) -> Result<(), Error> {
+        while !buf.is_empty() {
+            let n = self.write(buf).await?;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Waits until everything written has been acknowledged by the peer.
+    pub async fn flush(&self) -> Result<(), Error> {
+        poll_fn(|cx| {
+            self.with(|s| {
+                if s.send_queue() == 0 {
+                    Poll::Ready(Ok(()))
+                } else if !s.may_send()
+                    && !matches!(s.state(), State::FinWait1 | State::Closing | State::LastAck)
+                {
+                    Poll::Ready(Err(Error::ConnectionReset))
+                } else {
+                    s.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+            })
+        })
+        .await
+    }
+
+    /// Closes the sending half (sends FIN); reading still works.
+    pub fn shutdown(&self) {
+        self.with_inner(|i, h| {
+            i.sockets.get_mut::<tcp::Socket>(h).close();
+            i.notify();
+        })
+    }
+
+    /// Closes the connection gracefully and waits until the peer has
+    /// closed its half too (or the connection times out).
+    pub async fn close(self) -> Result<(), Error> {
+        self.shutdown();
+        poll_fn(|cx| {
+            self.with(|s| match s.state() {
+                State::Closed | State::TimeWait => Poll::Ready(Ok(())),
+                _ => {
+                    s.register_recv_waker(cx.waker());
+                    s.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+            })
+        })
+        .await
+    }
+
+    /// Drops the connection at once (sends RST).
+    pub fn abort(&self) {
+        self.with_inner(|i, h| {
+            i.sockets.get_mut::<tcp::Socket>(h).abort();
+            i.notify();
+        })
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        let mut i = self.stack.inner.borrow_mut();
+        i.retire(self.handle);
+    }
+}
+
+impl embedded_io_async::ErrorType for TcpStream {
+    type Error = Error;
+}
+
+impl embedded_io_async::Read for TcpStream {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        TcpStream::read(self, buf).await
+    }
+}
+
+impl embedded_io_async::Write for TcpStream {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        TcpStream::write(self, buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        TcpStream::flush(self).await
+    }
+}
