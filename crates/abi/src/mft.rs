@@ -415,19 +415,20 @@ impl Entry {
     }
 }
 
-/// A parsed manifest of at most 64 entries, entry 0 being the reserved one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Manifest {
-    entries: [Entry; MAX_ENTRIES],
+/// A checked view of an encoded manifest, without copying it: how a guest
+/// reads the copy its tender left in memory (a [`Manifest`] is 6.6 KB,
+/// costly to build and move on a hypervisor that emulates instructions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ManifestView<'a> {
+    bytes: &'a [u8],
     len: usize,
 }
 
-impl Manifest {
-    /// Parses a manifest and applies every structural check: version 1,
-    /// 1 to 64 entries, exact size, entry 0 reserved and unnamed, every name
-    /// NUL terminated. Does not look at `attached` (a tender's copy has it
-    /// set), so this is what a guest uses to read its boot-time copy.
-    pub fn decode(bytes: &[u8]) -> Result<Self, MftError> {
+impl<'a> ManifestView<'a> {
+    /// Checks `bytes` as [`Manifest::decode`] does (version 1, 1 to 64
+    /// entries, exact size, entry 0 reserved and unnamed, every name NUL
+    /// terminated) and views them.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, MftError> {
         if bytes.len() < HEADER_SIZE {
             return Err(MftError::TooShort(bytes.len()));
         }
@@ -449,23 +450,91 @@ impl Manifest {
         if n == 0 {
             return Err(MftError::NoEntries);
         }
-        let mut m = Self {
-            entries: [Entry::EMPTY; MAX_ENTRIES],
+        let v = Self {
+            bytes,
             len: n as usize,
         };
-        for i in 0..m.len {
-            let off = HEADER_SIZE + i * ENTRY_SIZE;
-            let raw = &bytes[off..off + ENTRY_SIZE];
-            if raw[NAME_MAX] != 0 {
+        for i in 0..v.len {
+            if v.raw(i)[NAME_MAX] != 0 {
                 return Err(MftError::NameNotTerminated(i));
             }
-            m.entries[i] = Entry::parse(raw);
         }
-        if m.entries[0].kind != TYPE_RESERVED_FIRST {
+        let first = v.raw(0);
+        if crate::read_u32(first, offsets::TYPE) != Some(TYPE_RESERVED_FIRST) {
             return Err(MftError::FirstNotReserved);
         }
-        if m.entries[0].name[0] != 0 {
+        if first[0] != 0 {
             return Err(MftError::FirstNamed);
+        }
+        Ok(v)
+    }
+
+    fn raw(&self, i: usize) -> &'a [u8] {
+        let off = HEADER_SIZE + i * ENTRY_SIZE;
+        &self.bytes[off..off + ENTRY_SIZE]
+    }
+
+    fn raw_entry(&self, i: usize) -> Entry {
+        Entry::parse(self.raw(i))
+    }
+
+    /// Number of entries, the reserved one included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no entries (never true once checked).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Entry `i` (its handle), parsed.
+    pub fn entry(&self, i: usize) -> Option<Entry> {
+        (i < self.len).then(|| self.raw_entry(i))
+    }
+
+    /// Declared devices (every entry but the reserved one), with handles.
+    pub fn devices(&self) -> impl Iterator<Item = (usize, Entry)> + 'a {
+        let v = *self;
+        (1..v.len).map(move |i| (i, v.raw_entry(i)))
+    }
+
+    /// Finds the device named `name` of kind `kind`: its handle and entry.
+    pub fn find(&self, name: &str, kind: DeviceKind) -> Option<(usize, Entry)> {
+        (1..self.len)
+            .find(|&i| {
+                let raw = self.raw(i);
+                let end = raw[..NAME_SIZE]
+                    .iter()
+                    .position(|&c| c == 0)
+                    .unwrap_or(NAME_SIZE);
+                &raw[..end] == name.as_bytes()
+                    && crate::read_u32(raw, offsets::TYPE) == Some(kind.raw())
+            })
+            .map(|i| (i, self.raw_entry(i)))
+    }
+}
+
+/// A parsed manifest of at most 64 entries, entry 0 being the reserved one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    entries: [Entry; MAX_ENTRIES],
+    len: usize,
+}
+
+impl Manifest {
+    /// Parses a manifest and applies every structural check: version 1,
+    /// 1 to 64 entries, exact size, entry 0 reserved and unnamed, every name
+    /// NUL terminated. Does not look at `attached` (a tender's copy has it
+    /// set), so this is what a guest uses to read its boot-time copy.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MftError> {
+        let v = ManifestView::new(bytes)?;
+        let mut m = Self {
+            entries: [Entry::EMPTY; MAX_ENTRIES],
+            len: v.len(),
+        };
+        for (i, e) in m.entries[..v.len()].iter_mut().enumerate() {
+            *e = v.raw_entry(i);
         }
         Ok(m)
     }
@@ -748,6 +817,32 @@ mod tests {
         assert_eq!(back.entries()[2].block(), (4 << 20, 4096));
         assert_eq!(back.entries()[2].hostfd(), -1);
         assert!(Manifest::validate(&out).is_err());
+    }
+
+    #[test]
+    fn views_read_like_manifests() {
+        let bytes = note_bytes(&NOTE);
+        let v = ManifestView::new(&bytes[24..]).unwrap();
+        let m = Manifest::validate(&bytes[24..]).unwrap();
+        assert_eq!(v.len(), m.len());
+        assert_eq!(
+            v.find("storage", DeviceKind::Block),
+            Some((2, m.entries()[2]))
+        );
+        assert_eq!(v.find("storage", DeviceKind::Net), None);
+        assert_eq!(v.find("stor", DeviceKind::Block), None);
+        let mut handles = v.devices().map(|(h, _)| h);
+        assert_eq!(
+            (handles.next(), handles.next(), handles.next()),
+            (Some(1), Some(2), None)
+        );
+
+        assert_eq!(v.entry(1), Some(m.entries()[1]));
+        assert_eq!(v.entry(3), None);
+        assert_eq!(
+            ManifestView::new(&bytes[24..30]),
+            Err(MftError::TooShort(6))
+        );
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! devices), and the call into the program's `#[morgana::main]`.
 
 use crate::global::Global;
-use alloc::boxed::Box;
-use morgana_abi::mft::{DeviceKind, Entry, Manifest};
+use morgana_abi::mft::{DeviceKind, Entry, ManifestView};
+#[cfg(any(test, morgana_platform = "unix"))]
+use {alloc::boxed::Box, morgana_abi::mft::Manifest};
 
 struct BootData {
     cmdline: &'static str,
-    manifest: &'static Manifest,
+    manifest: ManifestView<'static>,
     acquired: u64,
 }
 
@@ -21,8 +22,7 @@ unsafe extern "Rust" {
 
 /// Records the boot data, runs the program, exits with its status.
 #[cfg_attr(test, allow(dead_code))]
-pub(crate) fn start(cmdline: &'static str, manifest: Manifest) -> ! {
-    let manifest: &'static Manifest = Box::leak(Box::new(manifest));
+pub(crate) fn start(cmdline: &'static str, manifest: ManifestView<'static>) -> ! {
     BOOT.with(|b| {
         *b = Some(BootData {
             cmdline,
@@ -38,10 +38,11 @@ pub(crate) fn start(cmdline: &'static str, manifest: Manifest) -> ! {
 /// Boot data for the unit tests (no program, no `__morgana_main`).
 #[cfg(test)]
 pub(crate) fn set_for_test(manifest: Manifest) {
+    let manifest = leak_encoded(&manifest);
     BOOT.with(|b| {
         *b = Some(BootData {
             cmdline: "",
-            manifest: Box::leak(Box::new(manifest)),
+            manifest,
             acquired: 0,
         })
     });
@@ -56,6 +57,16 @@ fn log_level(cmdline: &str) -> log::LevelFilter {
         .filter_map(|l| l.parse().ok())
         .next_back()
         .unwrap_or(log::LevelFilter::Info)
+}
+
+/// A manifest the runtime built itself (unix, tests), encoded and kept for
+/// the life of the program, viewed like a tender's copy.
+#[cfg(any(test, morgana_platform = "unix"))]
+pub(crate) fn leak_encoded(m: &Manifest) -> ManifestView<'static> {
+    let mut bytes = alloc::vec![0u8; m.encoded_len()];
+    m.encode(&mut bytes);
+    ManifestView::new(Box::leak(bytes.into_boxed_slice()))
+        .expect("a valid manifest encodes validly")
 }
 
 /// The unikernel's command line: the arguments after the image on the
@@ -97,11 +108,10 @@ impl core::error::Error for AcquireError {}
 pub(crate) fn acquire(name: &'static str, kind: DeviceKind) -> Result<(u64, Entry), AcquireError> {
     BOOT.with(|b| {
         let b = b.as_mut().ok_or(AcquireError::NotDeclared(name))?;
-        let h = b
+        let (h, e) = b
             .manifest
             .find(name, kind)
             .ok_or(AcquireError::NotDeclared(name))?;
-        let e = b.manifest.entries()[h];
         if !e.attached() {
             return Err(AcquireError::NotAttached(name));
         }

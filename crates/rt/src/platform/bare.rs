@@ -80,7 +80,7 @@ static SECTOR: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
 
 /// Records the geometry of the attached block devices, for
 /// [`block_check`].
-pub fn record_block_devices(mft: &morgana_abi::mft::Manifest) {
+pub fn record_block_devices(mft: &morgana_abi::mft::ManifestView<'_>) {
     for (h, e) in mft.devices() {
         if e.attached() && e.kind() == Some(morgana_abi::mft::DeviceKind::Block) {
             let (cap, ss) = e.block();

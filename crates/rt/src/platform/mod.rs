@@ -95,14 +95,14 @@ pub(crate) fn host_random(seed: &mut [u8]) -> bool {
 /// `addr` must point to a manifest in memory that stays valid and unchanged
 /// for the life of the unikernel.
 #[cfg(any(morgana_platform = "hvt", morgana_platform = "spt"))]
-unsafe fn manifest_at(addr: u64) -> morgana_abi::mft::Manifest {
-    use morgana_abi::mft::{ENTRY_SIZE, HEADER_SIZE, MAX_ENTRIES, Manifest};
+unsafe fn manifest_at(addr: u64) -> morgana_abi::mft::ManifestView<'static> {
+    use morgana_abi::mft::{ENTRY_SIZE, HEADER_SIZE, MAX_ENTRIES, ManifestView};
     // SAFETY: the header is there per the caller's contract.
     let n = unsafe { ((addr + 4) as *const u32).read_unaligned() } as usize;
     let len = HEADER_SIZE + n.min(MAX_ENTRIES) * ENTRY_SIZE;
     // SAFETY: a manifest of n entries (at most 64 read) is there.
     let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
-    match Manifest::decode(bytes) {
+    match ManifestView::new(bytes) {
         Ok(m) => m,
         Err(e) => {
             use core::fmt::Write;

@@ -155,7 +155,8 @@ pub fn unix_main() -> i32 {
             None => crate::println!("morgana: panic: {msg}"),
         }
     }));
-    crate::boot::start(Box::leak(cmdline.into_boxed_str()), attached.manifest)
+    let manifest = crate::boot::leak_encoded(&attached.manifest);
+    crate::boot::start(Box::leak(cmdline.into_boxed_str()), manifest)
 }
 
 fn println_help() {
