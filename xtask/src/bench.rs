@@ -156,6 +156,7 @@ pub fn run(_args: &[String]) -> Result<()> {
         })?,
         sizes()?,
         crate::bench_sched::section()?,
+        crate::bench_net::section()?,
     ];
     let mut out = String::from(
         "# Benchmarks\n\nWritten by `cargo xtask bench` (do not edit by hand). Every figure lists the command\n\

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod bench_net;
 mod bench_sched;
 
 /// Debian packages the tests and benchmarks use.
@@ -41,6 +42,17 @@ fn main() -> ExitCode {
         "bench" => setup()
             .and_then(|()| build())
             .and_then(|()| bench::run(&args[1..])),
+        // Probes the network benchmark runs inside its namespace.
+        "__get" => bench_net::get(&args[1]),
+        "__bulk" => args[2]
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(|n| bench_net::bulk(&args[1], n)),
+        "__hold" => args[2]
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(|n| bench_net::hold(&args[1], n)),
+
         _ => {
             eprintln!("usage: cargo xtask setup|build|demo|test|bench");
             return ExitCode::from(2);
@@ -207,7 +219,6 @@ fn test() -> Result<()> {
             "morgana-net",
             "-p",
             "morgana-examples",
-
             "-p",
             "morgana-test-kernels",
             "--features",

@@ -2,7 +2,9 @@
 //! style): `--ipv4=10.0.0.2/24 --ipv4-gateway=10.0.0.1 --dns-server=10.0.0.1`,
 //! `--ipv6=fd00::2/64 --ipv6-gateway=fd00::1`; DHCPv4 when no `--ipv4` is
 //! given, SLAAC when no `--ipv6` is. Resource limits: `--max-sockets=N`,
-//! `--tcp-buffer=BYTES`, `--backlog=N`. Other arguments are the program's.
+//! `--tcp-buffer=BYTES`, `--backlog=N`. `--stats-interval=MS` logs the
+//! stack's counters and the heap's size that often. Other arguments are
+//! the program's.
 
 use alloc::format;
 use alloc::string::String;
@@ -60,6 +62,8 @@ pub struct Config {
     pub dns_servers: Vec<IpAddress>,
     /// Resource limits.
     pub limits: Limits,
+    /// Log the stack's and the heap's counters this often.
+    pub stats_interval: Option<Duration>,
 }
 
 fn bad(opt: &str, value: &str, why: &str) -> String {
@@ -144,6 +148,10 @@ impl Config {
                 "--max-sockets" => c.limits.max_sockets = num(opt, v, 4, 65_536)?,
                 "--tcp-buffer" => c.limits.tcp_buffer = num(opt, v, 1024, 16 << 20)?,
                 "--backlog" => c.limits.backlog = num(opt, v, 1, 1024)?,
+                "--stats-interval" => {
+                    c.stats_interval =
+                        Some(Duration::from_millis(num(opt, v, 10, 86_400_000)? as u64))
+                }
                 _ => {}
             }
         }

@@ -431,6 +431,23 @@ impl Stack {
             inner: stack.inner.clone(),
             timer: None,
         }));
+        if let Some(every) = config.stats_interval {
+            let s = stack.clone();
+            drop(morgana::spawn(async move {
+                loop {
+                    let (m, st) = (morgana::mem_stats(), s.stats());
+                    log::info!(
+                        "stats: allocated={} sockets={} frames={} syns_dropped={} handshakes_timed_out={}",
+                        m.allocated,
+                        st.sockets,
+                        st.frames_in,
+                        st.syns_dropped,
+                        st.handshakes_timed_out
+                    );
+                    morgana::sleep(every).await;
+                }
+            }));
+        }
         Ok(stack)
     }
 

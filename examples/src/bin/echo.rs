@@ -1,14 +1,12 @@
 //! TCP and UDP echo on port 7 (RFC 862).
 //!
-//! `echo --ipv4=10.0.0.2/24` (or DHCP without `--ipv4`); with
-//! `--stats-interval=MS` it logs its memory and socket counts periodically.
+//! `echo --ipv4=10.0.0.2/24` (or DHCP without `--ipv4`).
 
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-use core::time::Duration;
 use morgana_net::{Error, Stack, TcpListener, TcpStream, UdpSocket};
 
 async fn echo(stream: TcpStream) -> Result<(), Error> {
@@ -31,26 +29,6 @@ async fn main(service: Stack) -> Result<(), Error> {
             let _ = udp.send_to(&buf[..n], peer).await;
         }
     });
-    let interval = morgana::args()
-        .filter_map(|a| a.strip_prefix("--stats-interval="))
-        .find_map(|v| v.parse::<u64>().ok());
-    if let Some(ms) = interval {
-        let stack = service.clone();
-        morgana::spawn(async move {
-            loop {
-                let m = morgana::mem_stats();
-                let s = stack.stats();
-                log::info!(
-                    "stats: allocated={} sockets={} frames={} syns_dropped={}",
-                    m.allocated,
-                    s.sockets,
-                    s.frames_in,
-                    s.syns_dropped
-                );
-                morgana::sleep(Duration::from_millis(ms)).await;
-            }
-        });
-    }
     let tcp = TcpListener::bind(&service, 7)?;
     log::info!("echo: listening on TCP and UDP port 7");
     loop {
