@@ -55,20 +55,25 @@
 //! 4. **Block I/O, atomic**: [`Block::atomic_read`] and
 //!    [`Block::atomic_write`] are done at once; nothing else runs meanwhile.
 //! 5. **Block I/O, scheduled**: [`Block::read`] and [`Block::write`] queue
-//!    their sectors at the lowest priority. The scheduler performs one queued
-//!    operation each time it checks for events (after every round in which
-//!    tasks ran), and as many as fit while it would otherwise sleep until the
-//!    next deadline. Queued operations complete in the order queued.
-//! 6. **Events and idling.** After each round the scheduler checks for
-//!    events: it performs one queued block operation, polls the network
-//!    devices that tasks are waiting on (a zero-timeout yield to the
-//!    platform), and wakes expired sleepers. When no task is ready it yields
-//!    to the platform until the earliest sleep deadline (with a zero timeout
-//!    if block work is queued), then wakes the readers of ready devices and
-//!    the expired sleepers. Hooks registered with [`on_yield`] run after
-//!    every yield to the platform. If every task waits and nothing can ever
-//!    wake one (no sleeper, no network reader, no queued block operation),
-//!    the unikernel aborts with a `deadlock` message.
+//!    their sectors at the lowest priority, never doing them inline. While
+//!    tasks are ready, the scheduler performs one queued operation each time
+//!    it checks for events; when no task is ready, it performs as many as fit
+//!    before the next sleep deadline (all of them if no task sleeps). Queued
+//!    operations complete in the order queued; a cancelled (dropped) one is
+//!    skipped.
+//! 6. **Events and idling.** The scheduler checks for events after each
+//!    round. If tasks are still ready it performs one queued block
+//!    operation, polls the network devices that tasks wait on (a
+//!    zero-timeout yield to the platform, only if some task waits on one),
+//!    and wakes expired sleepers. If no task is ready it does the queued
+//!    block work (rule 5), then yields to the platform until the earliest
+//!    sleep deadline (with a zero timeout if it did block work), then wakes
+//!    the readers of ready devices and the expired sleepers. Hooks
+//!    registered with [`on_yield`] run after every yield to the platform. If
+//!    every task waits and nothing can ever wake one (no sleeper, no network
+//!    reader, no queued block operation), the unikernel aborts with a
+//!    `deadlock` message.
+
 //! 7. **Time.** [`sleep`], [`sleep_until`] and [`timeout`] use the
 //!    monotonic clock ([`Instant`]); [`WallTime`] is the host's wall clock.
 //! 8. **Panics.** A panic in `main`, or in a task whose handle has been
