@@ -8,7 +8,9 @@
 //!   `morgana-hvt`;
 //! * `cargo xtask test`: the whole test suite (formatting, clippy, docs,
 //!   unit tests, then real images on real tenders and real taps);
-//! * `cargo xtask bench`: the benchmarks, written to `BENCHMARKS.md`.
+//! * `cargo xtask bench`: the benchmarks, written to `BENCHMARKS.md`;
+//! * `cargo xtask compat SOLO5_DIR`: Solo5 ABI compatibility both ways,
+//!   against a built Solo5 tree, written to `COMPAT.md`.
 
 use anyhow::{Context, Result, bail};
 use morgana_cli::{BuildOptions, Platform};
@@ -18,6 +20,7 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod bench_net;
 mod bench_sched;
+mod compat;
 
 /// Debian packages the tests and benchmarks use.
 const PACKAGES: &[(&str, &str)] = &[
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         "bench" => setup()
             .and_then(|()| build())
             .and_then(|()| bench::run(&args[1..])),
+        "compat" => compat::run(&args[1..]),
         // Probes the network benchmark runs inside its namespace.
         "__get" => bench_net::get(&args[1]),
         "__bulk" => args[2]
@@ -54,7 +58,7 @@ fn main() -> ExitCode {
             .and_then(|n| bench_net::hold(&args[1], n)),
 
         _ => {
-            eprintln!("usage: cargo xtask setup|build|demo|test|bench");
+            eprintln!("usage: cargo xtask setup|build|demo|test|bench|compat SOLO5_DIR");
             return ExitCode::from(2);
         }
     };

@@ -70,6 +70,17 @@ pub const PAGE_SIZE: u64 = 0x1000;
 /// Default guest memory size (512 MiB) when `--mem` is not given.
 pub const DEFAULT_MEM_SIZE: u64 = 512 << 20;
 
+/// Solo5's rule for one block transfer: exactly one sector of
+/// `sector_size` bytes, at a sector-aligned `offset`, wholly within
+/// `capacity` bytes. Guests check it before asking; tenders check it again.
+pub const fn block_request_ok(offset: u64, len: u64, capacity: u64, sector_size: u64) -> bool {
+    sector_size != 0
+        && len == sector_size
+        && offset.is_multiple_of(sector_size)
+        && capacity >= sector_size
+        && offset <= capacity - sector_size
+}
+
 /// Reads a little-endian `u16` at `off`; `None` when out of bounds.
 pub const fn read_u16(b: &[u8], off: usize) -> Option<u16> {
     if off > b.len() || b.len() - off < 2 {
@@ -120,6 +131,20 @@ mod tests {
         assert_eq!(Solo5Result::Eunspec as i32, 3);
         assert_eq!(Solo5Result::from_raw(2), Solo5Result::Einval);
         assert_eq!(Solo5Result::from_raw(-7), Solo5Result::Eunspec);
+    }
+
+    #[test]
+    fn block_requests() {
+        let cap = 8 * 512;
+        assert!(block_request_ok(0, 512, cap, 512));
+        assert!(block_request_ok(cap - 512, 512, cap, 512));
+        assert!(!block_request_ok(cap, 512, cap, 512));
+        assert!(!block_request_ok(256, 512, cap, 512));
+        assert!(!block_request_ok(0, 256, cap, 512));
+        assert!(!block_request_ok(0, 1024, cap, 512));
+        assert!(!block_request_ok(u64::MAX - 511, 512, cap, 512));
+        assert!(!block_request_ok(0, 0, cap, 0));
+        assert!(!block_request_ok(0, 512, 256, 512));
     }
 
     #[test]

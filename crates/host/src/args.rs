@@ -125,7 +125,7 @@ pub enum ArgError {
     #[error("malformed MAC address in `{0}' (expected xx:xx:xx:xx:xx:xx)")]
     Mac(String),
     /// A sector size that is not a power of two >= 512.
-    #[error("invalid sector size in `{0}': it must be a power of two, at least 512")]
+    #[error("invalid sector size in `{0}': it must be a power of two from 512 to 32768")]
     SectorSize(String),
 }
 

@@ -124,15 +124,53 @@ fn attach_fd(s: &str) -> io::Result<Tap> {
         .ok()
         .filter(|&n: &RawFd| n >= 0)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad descriptor number"))?;
-    // SAFETY: fcntl on an arbitrary number is harmless; failure is checked.
-    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above, setting O_NONBLOCK on a valid descriptor.
-    if fl < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+    // Work on a duplicate: the number names a descriptor someone else owns
+    // (and may name twice).
+    // SAFETY: F_DUPFD_CLOEXEC on an arbitrary number fails cleanly if it is
+    // not an open descriptor.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if dup < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the user handed this descriptor to us on the command line.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok(Tap { fd, mtu: 1500 })
+    // SAFETY: `dup` is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(dup) };
+    // SAFETY: ifreq is plain old data for which all-zero bytes are valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    ifreq_ioctl(fd.as_raw_fd(), libc::TUNGETIFF as _, &mut ifr).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "descriptor is not a tap device",
+        )
+    })?;
+    // SAFETY: TUNGETIFF filled in the flags member of the union.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags } as libc::c_int;
+    if flags & libc::IFF_TAP == 0 || flags & libc::IFF_NO_PI == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "descriptor is not a tap device opened with IFF_TAP | IFF_NO_PI",
+        ));
+    }
+    // SAFETY: F_GETFL/F_SETFL on our own descriptor.
+    let fl = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above.
+    if fl < 0 || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let name: String = ifr
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8 as char)
+        .collect();
+    let sock = ioctl_socket()?;
+    let mut m = ifreq_for(&name)?;
+    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU as _, &mut m)?;
+    // SAFETY: SIOCGIFMTU filled in the mtu member of the union.
+    let mtu = unsafe { m.ifr_ifru.ifru_mtu };
+    Ok(Tap {
+        fd,
+        mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+    })
 }
 
 /// `ethtool -K IFACE gro off gso off`, best effort.
@@ -182,6 +220,10 @@ mod tests {
         assert!(attach("").is_err());
         assert!(attach("a-very-long-interface-name").is_err());
         assert!(attach("@notanumber").is_err());
+        // An open descriptor that is not a tap (standard input).
+        let e = attach("@0").unwrap_err();
+        assert!(e.to_string().contains("not a tap device"), "{e}");
+        assert!(attach("@999999").is_err());
     }
 
     #[test]

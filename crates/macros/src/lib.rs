@@ -24,7 +24,9 @@ use syn::{Expr, ExprLit, FnArg, ItemFn, Lit, LitStr, Meta, Pat, Token, Type, par
 
 /// Marks the `async fn` a unikernel runs; its parameters are its devices.
 ///
-/// ```ignore
+/// ```no_run
+/// # #![no_std]
+/// # #![no_main]
 /// #[morgana::main]
 /// async fn main(service: morgana::Net, #[name = "disk0"] storage: morgana::Block) -> u8 {
 ///     0

@@ -2,7 +2,9 @@
 //! style): `--ipv4=10.0.0.2/24 --ipv4-gateway=10.0.0.1 --dns-server=10.0.0.1`,
 //! `--ipv6=fd00::2/64 --ipv6-gateway=fd00::1`; DHCPv4 when no `--ipv4` is
 //! given, SLAAC when no `--ipv6` is. Resource limits: `--max-sockets=N`,
-//! `--tcp-buffer=BYTES`, `--backlog=N`. `--stats-interval=MS` logs the
+//! `--tcp-buffer=BYTES`, `--backlog=N`, `--udp-buffer=BYTES`,
+//! `--tcp-handshake-timeout=SECS`, `--tcp-idle-timeout=SECS`.
+//! `--stats-interval=MS` logs the
 //! stack's counters and the heap's size that often. Other arguments are
 //! the program's.
 
@@ -15,7 +17,9 @@ use smoltcp::wire::{IpAddress, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
 /// Bounds on what the stack may allocate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Most sockets (TCP, UDP, listening) alive at once.
+    /// Most sockets (TCP, UDP, listening) alive at once. The socket table
+    /// is allocated for this many at start-up ([`Limits::table_bytes`]), so
+    /// that load never grows it and its memory is known from the start.
     pub max_sockets: usize,
     /// Receive and transmit buffer of each TCP socket, in bytes.
     pub tcp_buffer: usize,
@@ -38,9 +42,7 @@ impl Default for Limits {
             tcp_buffer: 16 * 1024,
             backlog: 64,
             handshake_timeout: Duration::from_secs(30),
-
             idle_timeout: Duration::from_secs(600),
-
             udp_buffer: 64 * 1024,
             udp_datagrams: 64,
         }
@@ -79,6 +81,43 @@ fn num(opt: &str, v: &str, min: usize, max: usize) -> Result<usize, String> {
         .ok()
         .filter(|n| (min..=max).contains(n))
         .ok_or_else(|| bad(opt, v, &format!("expected a number from {min} to {max}")))
+}
+
+impl Limits {
+    /// Bytes a listener allocates up front (its backlog of sockets, each
+    /// with a receive and a transmit buffer).
+    pub fn listener_bytes(&self) -> u64 {
+        self.backlog as u64 * 2 * self.tcp_buffer as u64
+    }
+
+    /// Bytes of the socket table (one slot per socket, allocated at start).
+    pub fn table_bytes(&self) -> u64 {
+        (self.max_sockets * core::mem::size_of::<smoltcp::iface::SocketStorage<'static>>()) as u64
+    }
+
+    /// Checks the limits against a heap of `heap` bytes (0: unknown, as on
+    /// unix where the heap grows): a listener must fit in half of it and the
+    /// socket table in a quarter.
+    pub fn check(&self, heap: u64) -> Result<(), String> {
+        if heap != 0 && self.table_bytes() > heap / 4 {
+            return Err(format!(
+                "--max-sockets={} needs {} bytes for the socket table, more than a quarter of \
+                 the heap ({heap} bytes): lower it or give the unikernel more memory",
+                self.max_sockets,
+                self.table_bytes()
+            ));
+        }
+        if heap != 0 && self.listener_bytes() > heap / 2 {
+            return Err(format!(
+                "--backlog={} with --tcp-buffer={} needs {} bytes per listener, more than half \
+                 the heap ({heap} bytes): lower them or give the unikernel more memory",
+                self.backlog,
+                self.tcp_buffer,
+                self.listener_bytes()
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -148,6 +187,13 @@ impl Config {
                 "--max-sockets" => c.limits.max_sockets = num(opt, v, 4, 65_536)?,
                 "--tcp-buffer" => c.limits.tcp_buffer = num(opt, v, 1024, 16 << 20)?,
                 "--backlog" => c.limits.backlog = num(opt, v, 1, 1024)?,
+                "--udp-buffer" => c.limits.udp_buffer = num(opt, v, 1500, 16 << 20)?,
+                "--tcp-handshake-timeout" => {
+                    c.limits.handshake_timeout = Duration::from_secs(num(opt, v, 1, 3600)? as u64)
+                }
+                "--tcp-idle-timeout" => {
+                    c.limits.idle_timeout = Duration::from_secs(num(opt, v, 1, 86_400)? as u64)
+                }
                 "--stats-interval" => {
                     c.stats_interval =
                         Some(Duration::from_millis(num(opt, v, 10, 86_400_000)? as u64))
@@ -194,6 +240,34 @@ mod tests {
         let d = Config::from_args([].into_iter()).unwrap();
         assert_eq!(d.ipv4, None);
         assert_eq!(d.limits, Limits::default());
+    }
+
+    #[test]
+    fn limits_are_configurable_and_checked() {
+        let c = Config::from_args(
+            [
+                "--udp-buffer=4096",
+                "--tcp-handshake-timeout=5",
+                "--tcp-idle-timeout=60",
+                "--tcp-buffer=65536",
+            ]
+            .into_iter(),
+        )
+        .unwrap();
+        assert_eq!(c.limits.udp_buffer, 4096);
+        assert_eq!(c.limits.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.limits.listener_bytes(), 64 * 2 * 65536);
+        assert!(c.limits.check(0).is_ok());
+        assert!(c.limits.check(64 << 20).is_ok());
+        let e = c.limits.check(8 << 20).unwrap_err();
+        assert!(e.contains("needs 8388608 bytes per listener"), "{e}");
+        let big = Config::from_args(["--max-sockets=65536"].into_iter()).unwrap();
+        assert!(big.limits.table_bytes() >= 65536 * 256);
+        let e = big.limits.check(64 << 20).unwrap_err();
+        assert!(e.starts_with("--max-sockets=65536 needs"), "{e}");
+        assert!(Limits::default().check(8 << 20).is_ok());
+        assert!(Config::from_args(["--tcp-idle-timeout=0"].into_iter()).is_err());
     }
 
     #[test]

@@ -107,7 +107,14 @@ impl phy::Device for Device {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _ts: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        // Dropped SYNs count against a budget, so that a flood cannot keep
+        // the driver in this loop: past it, report no frame (the platform
+        // still says the device is ready, and the driver comes back).
+        let mut dropped = 0;
         let n = loop {
+            if dropped == 64 {
+                return None;
+            }
             let n = match self.net.try_read(&mut self.rx) {
                 Ok(Some(n)) => n,
                 Ok(None) => return None,
@@ -117,7 +124,11 @@ impl phy::Device for Device {
                 }
             };
             match syn_port(&self.rx[..n]) {
-                Some(port) if self.full_ports.contains(&port) => self.syns_dropped += 1,
+                Some(port) if self.full_ports.contains(&port) => {
+                    self.syns_dropped += 1;
+                    dropped += 1;
+                }
+
                 _ => break n,
             }
         };

@@ -6,7 +6,9 @@
 //! it is built from the net device of the same name, configured from the
 //! unikernel's command line (see [`Config::from_args`]):
 //!
-//! ```ignore
+//! ```no_run
+//! # #![no_std]
+//! # #![no_main]
 //! #[morgana::main]
 //! async fn main(service: morgana_net::Stack) -> Result<(), morgana_net::Error> {
 //!     let listener = morgana_net::TcpListener::bind(&service, 7)?;
@@ -55,6 +57,10 @@ pub enum Error {
     ConnectionReset,
     /// The connection could not be established.
     ConnectionRefused,
+    /// No answer within the handshake timeout.
+    TimedOut,
+    /// Too many DNS queries in flight.
+    TooManyQueries,
     /// No route or no source address for the destination.
     Unreachable,
     /// The port is already in use.
@@ -74,6 +80,8 @@ impl core::fmt::Display for Error {
         f.write_str(match self {
             Self::ConnectionReset => "connection reset",
             Self::ConnectionRefused => "connection refused",
+            Self::TimedOut => "timed out",
+            Self::TooManyQueries => "too many DNS queries in flight",
             Self::Unreachable => "destination unreachable",
             Self::AddrInUse => "address in use",
             Self::TooManySockets => "too many sockets",
@@ -92,6 +100,8 @@ impl embedded_io_async::Error for Error {
         match self {
             Self::ConnectionReset => K::ConnectionReset,
             Self::ConnectionRefused => K::ConnectionRefused,
+            Self::TimedOut => K::TimedOut,
+            Self::TooManyQueries => K::OutOfMemory,
             Self::Unreachable => K::NotConnected,
             Self::AddrInUse => K::AddrInUse,
             Self::TooManySockets => K::OutOfMemory,

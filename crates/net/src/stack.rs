@@ -50,8 +50,15 @@ pub struct StackStats {
 }
 
 pub(crate) struct Listener {
+    /// Its listening sockets, and connections waiting for `accept`.
     pub(crate) pool: Vec<SocketHandle>,
+    /// Tasks waiting in `accept`.
+    pub(crate) waiters: Vec<Waker>,
 }
+
+/// How long a closed connection whose owner is gone may linger (a peer
+/// that keeps a zero window open forever, say) before it is reset.
+const RETIRE_DEADLINE: Duration = Duration::from_secs(60);
 
 pub(crate) struct Inner {
     pub(crate) iface: Interface,
@@ -67,7 +74,10 @@ pub(crate) struct Inner {
     driver: Option<Waker>,
     v4_waiters: Vec<Waker>,
     next_port: u16,
-    closing: Vec<SocketHandle>,
+    /// Connections whose owner is gone, with when it went.
+    closing: Vec<(SocketHandle, SInstant)>,
+    /// Bound UDP ports.
+    pub(crate) udp_ports: Vec<u16>,
 }
 
 pub(crate) fn now() -> SInstant {
@@ -130,7 +140,7 @@ impl Inner {
                 self.next_port + 1
             };
             let p = self.next_port;
-            if !self.listeners.contains_key(&p) {
+            if !self.listeners.contains_key(&p) && !self.udp_ports.contains(&p) {
                 return p;
             }
         }
@@ -142,14 +152,16 @@ impl Inner {
         let s = self.sockets.get_mut::<tcp::Socket>(h);
         s.close();
         s.set_timeout(Some(smoltcp::time::Duration::from_micros(
-            self.limits.handshake_timeout.as_micros() as u64 * 4,
+            self.limits.handshake_timeout.as_micros() as u64,
         )));
-        self.closing.push(h);
+        self.closing.push((h, now()));
         self.notify();
     }
 
     pub(crate) fn wait_v4(&mut self, cx: &Context<'_>) {
-        self.v4_waiters.push(cx.waker().clone());
+        if !self.v4_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            self.v4_waiters.push(cx.waker().clone());
+        }
     }
 
     /// Processes up to BATCH frames, sends, does housekeeping. Returns the
@@ -217,13 +229,37 @@ impl Inner {
             let _ = s.listen(port);
             self.stats.handshakes_timed_out += 1;
         }
+        // Pools that lost sockets (a replacement could not be made when a
+        // connection was accepted: too many sockets) grow back.
+        let backlog = self.limits.backlog;
+        let ports: Vec<u16> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| l.pool.len() < backlog)
+            .map(|(&p, _)| p)
+            .collect();
+        for port in ports {
+            while self.listeners[&port].pool.len() < backlog {
+                let Ok(h) = self.listen_socket(port) else {
+                    break;
+                };
+                self.listeners.get_mut(&port).expect("listed").pool.push(h);
+            }
+        }
         self.update_full_ports();
-        // Connections whose owner is gone are freed once closed.
+        self.wake_acceptors();
+        // Connections whose owner is gone are freed once closed, or reset
+        // once they have lingered too long.
+        let deadline = smoltcp::time::Duration::from_micros(RETIRE_DEADLINE.as_micros() as u64);
+        let now = now();
         let sockets = &mut self.sockets;
         let mut freed = 0;
-        self.closing.retain(|&h| {
-            let st = sockets.get::<tcp::Socket>(h).state();
-            if matches!(st, tcp::State::Closed | tcp::State::TimeWait) {
+        self.closing.retain(|&(h, since)| {
+            let s = sockets.get_mut::<tcp::Socket>(h);
+            if now - since > deadline {
+                s.abort();
+            }
+            if matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
                 sockets.remove(h);
                 freed += 1;
                 false
@@ -232,6 +268,26 @@ impl Inner {
             }
         });
         self.stats.sockets -= freed;
+    }
+
+    /// Wakes the tasks in `accept` on listeners with a connection ready.
+    fn wake_acceptors(&mut self) {
+        for l in self.listeners.values_mut() {
+            if l.waiters.is_empty() {
+                continue;
+            }
+            let ready = l.pool.iter().any(|&h| {
+                matches!(
+                    self.sockets.get::<tcp::Socket>(h).state(),
+                    tcp::State::Established | tcp::State::CloseWait
+                )
+            });
+            if ready {
+                for w in l.waiters.drain(..) {
+                    w.wake();
+                }
+            }
+        }
     }
 
     /// Records which listening ports have no socket left in LISTEN.
@@ -392,7 +448,8 @@ impl Stack {
         }
         let mut inner = Inner {
             iface,
-            sockets: SocketSet::new(Vec::new()),
+            // Sized once: the table never grows, whatever the load.
+            sockets: SocketSet::new(Vec::with_capacity(config.limits.max_sockets)),
             dev,
             limits: config.limits,
             dns: None,
@@ -405,6 +462,7 @@ impl Stack {
             v4_waiters: Vec::new(),
             next_port: 49_152 + (seed[0] as u16) * 64,
             closing: Vec::new(),
+            udp_ports: Vec::new(),
         };
         match config.ipv4 {
             Some(a) => log::info!(
@@ -468,7 +526,11 @@ impl Stack {
 
     /// Waits until the stack has an IPv4 address (DHCP) and returns it.
     pub async fn wait_ipv4(&self) -> Ipv4Cidr {
+        let mut yielded = false;
         core::future::poll_fn(|cx| {
+            if morgana::cooperate(cx, &mut yielded) {
+                return Poll::Pending;
+            }
             let mut i = self.inner.borrow_mut();
             match i.ipv4() {
                 Some(a) => Poll::Ready(a),
@@ -540,6 +602,7 @@ impl morgana::Device for Stack {
     async fn connect(names: &'static [&'static str]) -> Result<Self, morgana::DeviceError> {
         let net = Net::acquire(names[0])?;
         let config = Config::from_args(morgana::args())
+            .and_then(|c| c.limits.check(morgana::mem_stats().heap_size).map(|()| c))
             .map_err(|e| morgana::DeviceError::new(names[0], e))?;
         Stack::new(net, config).map_err(|e| morgana::DeviceError::new(names[0], e))
     }

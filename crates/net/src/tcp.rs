@@ -10,8 +10,9 @@ use smoltcp::socket::tcp::{self, State};
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 
 /// A listening TCP port. Up to `backlog` connections can be in their
-/// handshake at once (each has its own listening socket); more SYNs are
-/// refused until one completes or times out.
+/// handshake or waiting for `accept` at once (each has its own listening
+/// socket); further SYNs are dropped, so clients retry, until one is
+/// accepted or times out.
 pub struct TcpListener {
     stack: Stack,
     port: u16,
@@ -39,7 +40,14 @@ impl TcpListener {
                 }
             }
         }
-        i.listeners.insert(port, Listener { pool });
+        i.listeners.insert(
+            port,
+            Listener {
+                pool,
+                waiters: Vec::new(),
+            },
+        );
+
         i.notify();
         Ok(Self {
             stack: stack.clone(),
@@ -67,10 +75,12 @@ impl TcpListener {
                 matches!(s.state(), State::Established | State::CloseWait)
             });
             let Some(pos) = ready else {
-                for &h in pool {
-                    i.sockets
-                        .get_mut::<tcp::Socket>(h)
-                        .register_recv_waker(cx.waker());
+                // The driver wakes every waiting accept() when a connection
+                // is ready (smoltcp keeps one waker per socket, which
+                // several waiting tasks would keep stealing from each other).
+                let l = i.listeners.get_mut(&self.port).expect("bound");
+                if !l.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    l.waiters.push(cx.waker().clone());
                 }
                 return Poll::Pending;
             };
@@ -145,8 +155,10 @@ impl TcpStream {
             let mut guard = stack.inner.borrow_mut();
             let i = &mut *guard;
             let mut s = i.tcp_socket();
+            // The handshake gets the handshake timeout; the connection, once
+            // up, the idle one.
             s.set_timeout(Some(smoltcp::time::Duration::from_micros(
-                i.limits.idle_timeout.as_micros() as u64,
+                i.limits.handshake_timeout.as_micros() as u64,
             )));
             let port = i.ephemeral_port();
             s.connect(i.iface.context(), remote, IpListenEndpoint::from(port))
@@ -162,14 +174,31 @@ impl TcpStream {
             stack: stack.clone(),
             handle,
         };
+        let start = morgana::Instant::now();
+        let mut yielded = false;
         poll_fn(|cx| {
-            stream.with(|s| match s.state() {
-                State::Established | State::CloseWait => Poll::Ready(Ok(())),
-                State::SynSent | State::SynReceived => {
-                    s.register_send_waker(cx.waker());
-                    Poll::Pending
+            if morgana::cooperate(cx, &mut yielded) {
+                return Poll::Pending;
+            }
+            stream.with_inner(|i, h| {
+                let limit = i.limits.handshake_timeout;
+                let idle = i.limits.idle_timeout;
+                let s = i.sockets.get_mut::<tcp::Socket>(h);
+                match s.state() {
+                    State::Established | State::CloseWait => {
+                        s.set_timeout(Some(smoltcp::time::Duration::from_micros(
+                            idle.as_micros() as u64
+                        )));
+                        Poll::Ready(Ok(()))
+                    }
+                    State::SynSent | State::SynReceived => {
+                        s.register_send_waker(cx.waker());
+                        Poll::Pending
+                    }
+                    // Closed: a reset, or no answer within the timeout.
+                    _ if start.elapsed() >= limit => Poll::Ready(Err(Error::TimedOut)),
+                    _ => Poll::Ready(Err(Error::ConnectionRefused)),
                 }
-                _ => Poll::Ready(Err(Error::ConnectionRefused)),
             })
         })
         .await?;
@@ -205,13 +234,12 @@ impl TcpStream {
                 return Poll::Ready(Ok(n));
             }
             if !s.may_recv() {
-                return Poll::Ready(
-                    if s.state() == State::Closed && s.remote_endpoint().is_none() {
-                        Err(Error::ConnectionReset)
-                    } else {
-                        Ok(0)
-                    },
-                );
+                // The end of the stream if the peer sent FIN; a reset or a
+                // timed-out connection otherwise.
+                return Poll::Ready(match s.recv_slice(&mut []) {
+                    Err(tcp::RecvError::Finished) => Ok(0),
+                    _ => Err(Error::ConnectionReset),
+                });
             }
             s.register_recv_waker(cx.waker());
             Poll::Pending
@@ -276,7 +304,11 @@ impl TcpStream {
 
     /// Waits until everything written has been acknowledged by the peer.
     pub async fn flush(&self) -> Result<(), Error> {
+        let mut yielded = false;
         poll_fn(|cx| {
+            if morgana::cooperate(cx, &mut yielded) {
+                return Poll::Pending;
+            }
             self.with(|s| {
                 if s.send_queue() == 0 {
                     Poll::Ready(Ok(()))
@@ -305,7 +337,11 @@ impl TcpStream {
     /// closed its half too (or the connection times out).
     pub async fn close(self) -> Result<(), Error> {
         self.shutdown();
+        let mut yielded = false;
         poll_fn(|cx| {
+            if morgana::cooperate(cx, &mut yielded) {
+                return Poll::Pending;
+            }
             self.with(|s| match s.state() {
                 State::Closed | State::TimeWait => Poll::Ready(Ok(())),
                 _ => {

@@ -21,6 +21,11 @@ impl UdpSocket {
     pub fn bind(stack: &Stack, port: u16) -> Result<Self, Error> {
         let mut i = stack.inner.borrow_mut();
         let port = if port == 0 { i.ephemeral_port() } else { port };
+        // smoltcp would deliver every datagram to the first of two sockets
+        // bound to one port: refuse the second.
+        if i.udp_ports.contains(&port) {
+            return Err(Error::AddrInUse);
+        }
         let (n, d) = (i.limits.udp_buffer, i.limits.udp_datagrams);
         let meta = || vec![udp::PacketMetadata::EMPTY; d];
         let mut s = udp::Socket::new(
@@ -29,6 +34,7 @@ impl UdpSocket {
         );
         s.bind(port).map_err(|_| Error::AddrInUse)?;
         let handle = i.add(s)?;
+        i.udp_ports.push(port);
         Ok(Self {
             stack: stack.clone(),
             handle,
@@ -92,6 +98,8 @@ impl UdpSocket {
 
 impl Drop for UdpSocket {
     fn drop(&mut self) {
-        self.stack.inner.borrow_mut().remove(self.handle);
+        let mut i = self.stack.inner.borrow_mut();
+        i.remove(self.handle);
+        i.udp_ports.retain(|&p| p != self.port);
     }
 }

@@ -158,6 +158,8 @@ impl Block {
             data: None,
             ops: Vec::new(),
             error: check.err(),
+            enqueued: false,
+            done: false,
             yielded: false,
         }
     }
@@ -173,6 +175,8 @@ impl Block {
             data: Some(buf.into()),
             ops: Vec::new(),
             error: check.err(),
+            enqueued: false,
+            done: false,
             yielded: false,
         }
     }
@@ -187,6 +191,8 @@ pub struct Scheduled<'a> {
     data: Option<Box<[u8]>>,
     ops: Vec<Rc<BlockOp>>,
     error: Option<BlockError>,
+    enqueued: bool,
+    done: bool,
     yielded: bool,
 }
 
@@ -224,8 +230,12 @@ impl Future for Scheduled<'_> {
         if let Some(e) = this.error {
             return Poll::Ready(Err(e));
         }
-        if this.ops.is_empty() {
+        if this.done {
+            return Poll::Ready(Ok(()));
+        }
+        if !this.enqueued {
             this.enqueue();
+            this.enqueued = true;
         }
         if exec::coop(cx, &mut this.yielded) {
             return Poll::Pending;
@@ -246,7 +256,7 @@ impl Future for Scheduled<'_> {
             }
         }
         this.ops.clear();
-        this.error = Some(BlockError::Device(Solo5Result::Eunspec));
+        this.done = true;
         Poll::Ready(Ok(()))
     }
 }

@@ -90,7 +90,8 @@ impl Console {
         write(buf);
     }
 
-    /// Writes `line` followed by a newline, in one platform call.
+    /// Writes `line` followed by a newline (one platform call per 512
+    /// bytes).
     pub fn log(&self, line: &str) {
         write_fmt(format_args!("{line}\n"));
     }

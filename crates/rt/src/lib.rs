@@ -4,7 +4,7 @@
 //! whose `main` is an `async fn` marked `#[morgana::main]`, taking its
 //! devices as parameters:
 //!
-//! ```ignore
+//! ```no_run
 //! #![no_std]
 //! #![no_main]
 //! use morgana::{Block, Net};
@@ -110,7 +110,10 @@ pub mod device;
 mod exec;
 mod global;
 pub mod net;
+#[cfg(feature = "raw")]
 pub mod platform;
+#[cfg(not(feature = "raw"))]
+mod platform;
 pub mod random;
 
 pub use block::{Block, BlockError, BlockInfo};
@@ -127,9 +130,13 @@ pub use morgana_macros::main;
 pub use net::{Net, NetError, NetStats};
 pub use random::Random;
 
+/// The platform this program was built for: `"hvt"`, `"spt"` or `"unix"`.
+pub const PLATFORM: &str = platform::NAME;
+
 /// The Solo5-level platform interface, for code that needs it raw (tests of
-/// the tenders, drivers of new device kinds). Programs use the typed
-/// devices instead.
+/// the tenders, drivers of new device kinds), with the `raw` feature.
+/// Programs use the typed devices instead.
+#[cfg(feature = "raw")]
 pub mod sys {
     pub use morgana_abi::Solo5Result;
 

@@ -88,6 +88,23 @@ pub fn brk_enomem() -> Result<BpfProgram, TenderError> {
     f.try_into().map_err(build_err)
 }
 
+/// Restores the default action of every signal but `SIGPIPE` (which
+/// stays ignored: a closed stdout loses console output, it does not kill).
+/// Run before confinement: the Rust runtime's handlers (its SIGSEGV
+/// stack-overflow handler, say) make system calls the filter forbids, so a
+/// fault would otherwise show up as SIGSYS instead of itself.
+pub fn default_signals() {
+    for sig in 1..32 {
+        let action = if sig == libc::SIGPIPE {
+            libc::SIG_IGN
+        } else {
+            libc::SIG_DFL
+        };
+        // SAFETY: setting a disposition; SIGKILL and SIGSTOP just fail.
+        unsafe { libc::signal(sig, action) };
+    }
+}
+
 /// Installs `prog` on the calling thread (with `no_new_privs`).
 pub fn install(prog: &BpfProgram) -> Result<(), TenderError> {
     seccompiler::apply_filter(prog).map_err(|e| TenderError::Host {

@@ -73,21 +73,27 @@ async fn serve(s: TcpStream) -> Result<(), Error> {
                 respond(&s, "400 Bad Request", b"bad request\n", false).await?;
                 return s.close().await;
             };
-            let keep_alive = h.keep_alive;
-            if h.method == b"GET" && h.path == b"/" {
-                respond(&s, "200 OK", PAGE, keep_alive).await?;
-            } else {
-                respond(&s, "404 Not Found", NOT_FOUND, keep_alive).await?;
-            }
-            let used = (end + 4 + h.body).min(len);
-            buf.copy_within(used..len, 0);
-            len -= used;
-            if !keep_alive {
+            // The request ends after its body, which may not all be here.
+            let request = end + 4 + h.body;
+            if request > buf.len() {
+                respond(&s, "413 Content Too Large", b"too large\n", false).await?;
                 return s.close().await;
             }
-            continue;
-        }
-        if len == buf.len() {
+            if len >= request {
+                let keep_alive = h.keep_alive;
+                if h.method == b"GET" && h.path == b"/" {
+                    respond(&s, "200 OK", PAGE, keep_alive).await?;
+                } else {
+                    respond(&s, "404 Not Found", NOT_FOUND, keep_alive).await?;
+                }
+                buf.copy_within(request..len, 0);
+                len -= request;
+                if !keep_alive {
+                    return s.close().await;
+                }
+                continue;
+            }
+        } else if len == buf.len() {
             respond(
                 &s,
                 "431 Request Header Fields Too Large",

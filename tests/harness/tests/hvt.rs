@@ -29,3 +29,18 @@ fn wild_pointers_are_invalid_guest_accesses() {
         assert!(!o.stdout.contains("accepted"), "{mode}: {}", o.stdout);
     }
 }
+
+#[test]
+fn results_are_never_written_into_read_only_guest_memory() {
+    // The argument structure lies in the image's rodata, which the tender
+    // maps read-only: writing the result there would fault the tender.
+    let o = boot(Platform::Hvt, "t-wild", &["--mem=32"], &["arg-read-only"]);
+    o.expect_status(1);
+    let err = o.stderr.trim_end();
+    assert!(
+        err.starts_with("morgana-hvt: invalid guest access: WALLTIME argument: gpa=0x1")
+            && err.contains(", len=0x8 overlaps read-only guest memory [0x1"),
+        "{err}"
+    );
+    assert!(!o.stdout.contains("accepted"), "{}", o.stdout);
+}

@@ -1,11 +1,12 @@
 //! The cooperative, single-core scheduler.
 //!
 //! See the crate documentation for the contract. In short: tasks run in
-//! rounds, in the order they became ready; after each round the scheduler
-//! checks for events (one queued block operation, network readiness with a
-//! zero timeout, expired sleeps); when no task is ready it performs queued
-//! block operations until the next deadline and then yields to the platform
-//! until that deadline or network input.
+//! rounds, in the order they became ready; after each round in which tasks
+//! remain ready the scheduler checks for events (one queued block
+//! operation, network readiness with a zero timeout, expired sleeps); when
+//! no task is ready it performs queued block operations until the next
+//! deadline, then yields to the platform until that deadline (or with a
+//! zero timeout, if it did block work) or network input.
 
 mod task;
 #[cfg(test)]
@@ -286,13 +287,13 @@ pub(crate) fn add_sleeper(deadline: u64, waker: Waker) -> (u64, u64) {
 }
 
 pub(crate) fn update_sleeper(key: (u64, u64), waker: &Waker) {
-    EXEC.with(|e| {
-        if let Some(w) = e.sleepers.get_mut(&key)
-            && !w.will_wake(waker)
-        {
-            *w = waker.clone();
-        }
-    })
+    // The replaced waker is dropped outside the scheduler's state: a
+    // foreign waker's drop may call back into the runtime.
+    let old = EXEC.with(|e| match e.sleepers.get_mut(&key) {
+        Some(w) if !w.will_wake(waker) => Some(core::mem::replace(w, waker.clone())),
+        _ => None,
+    });
+    drop(old);
 }
 
 pub(crate) fn remove_sleeper(key: (u64, u64)) {
@@ -302,13 +303,11 @@ pub(crate) fn remove_sleeper(key: (u64, u64)) {
 
 pub(crate) fn wait_net(handle: u64, waker: &Waker) {
     EXEC.with(|e| {
-        if let Some((_, w)) = e
+        if !e
             .net_waiters
-            .iter_mut()
-            .find(|(h, w)| *h == handle && w.will_wake(waker))
+            .iter()
+            .any(|(h, w)| *h == handle && w.will_wake(waker))
         {
-            *w = waker.clone();
-        } else {
             e.net_waiters.push((handle, waker.clone()));
         }
     })
@@ -347,19 +346,14 @@ fn wake_net(ready: u64) {
     if ready == 0 {
         return;
     }
-    let woken: Vec<Waker> = EXEC.with(|e| {
-        let mut woken = Vec::new();
-        e.net_waiters.retain(|(h, w)| {
-            if *h < 64 && ready & (1 << h) != 0 {
-                woken.push(w.clone());
-                false
-            } else {
-                true
-            }
-        });
+    let woken: Vec<(u64, Waker)> = EXEC.with(|e| {
+        let (woken, waiting) = core::mem::take(&mut e.net_waiters)
+            .into_iter()
+            .partition(|(h, _)| *h < 64 && ready & (1 << h) != 0);
+        e.net_waiters = waiting;
         woken
     });
-    wake_all(woken);
+    wake_all(woken.into_iter().map(|(_, w)| w).collect());
 }
 
 fn wake_expired(now: u64) {

@@ -103,25 +103,29 @@ pub fn block_check(handle: u64, offset: u64, len: usize) -> Result<(), morgana_a
         CAPACITY[h].load(Ordering::Relaxed),
         SECTOR[h].load(Ordering::Relaxed),
     );
-    if ss == 0 || len as u64 != ss || !offset.is_multiple_of(ss) || cap < ss || offset > cap - ss {
+    if !morgana_abi::block_request_ok(offset, len as u64, cap, ss) {
         return einval;
     }
+
     Ok(())
+}
+
+/// Whether the stack has grown into the canary below it.
+pub fn stack_overflowed() -> bool {
+    let at = CANARY_AT.load(Ordering::Relaxed);
+    if at == 0 {
+        return false;
+    }
+    let canary = at as *const u64;
+    // SAFETY: the canary was written by `init_heap` at this address.
+    (0..CANARY_WORDS).any(|i| unsafe { canary.add(i).read_volatile() } != CANARY)
 }
 
 /// Aborts if the stack has grown into the canary below it.
 pub fn check_stack() {
-    let at = CANARY_AT.load(Ordering::Relaxed);
-    if at == 0 {
-        return;
-    }
-    let canary = at as *const u64;
-    for i in 0..CANARY_WORDS {
-        // SAFETY: the canary was written by `init_heap` at this address.
-        if unsafe { canary.add(i).read_volatile() } != CANARY {
-            super::console_write(b"morgana: stack overflow (the stack grew into the heap)\n");
-            super::abort();
-        }
+    if stack_overflowed() {
+        super::console_write(b"morgana: stack overflow (the stack grew into the heap)\n");
+        super::abort();
     }
 }
 
@@ -139,6 +143,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         let _ = write!(out, " at {}:{}:{}", loc.file(), loc.line(), loc.column());
     }
     let _ = writeln!(out);
+    if stack_overflowed() {
+        let _ = writeln!(out, "morgana: the stack overflowed (it grew into the heap)");
+    }
     out.flush();
     super::abort()
 }

@@ -174,9 +174,16 @@ pub fn assert_runtime_thread() {}
 ///
 /// This exists so that test unikernels can prove the tender rejects wild
 /// pointers; nothing else should use it.
-pub fn raw_hypercall(nr: u16, arg_gpa: u32) {
-    // SAFETY: the tender validates everything about this call; at worst it
-    // ends the guest.
+///
+/// # Safety
+///
+/// The tender may write the hypercall's results anywhere in guest memory
+/// that `arg_gpa` and the structure there designate: the caller must make
+/// sure that this memory is not in use by anything else.
+#[cfg(feature = "raw")]
+pub unsafe fn raw_hypercall(nr: u16, arg_gpa: u32) {
+    // SAFETY: the tender validates every guest address; what it may write
+    // is the caller's responsibility (see above).
     unsafe {
         asm!("out dx, eax", in("dx") hvt::HYPERCALL_PIO_BASE + nr, in("eax") arg_gpa, options(nostack, preserves_flags));
     }

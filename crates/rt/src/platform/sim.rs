@@ -220,12 +220,10 @@ fn disk_io(
             .get_mut(handle as usize)
             .and_then(Option::as_mut)
             .ok_or(Solo5Result::Einval)?;
-        if len as u64 != d.sector
-            || !offset.is_multiple_of(d.sector)
-            || offset + d.sector > d.data.len() as u64
-        {
+        if !morgana_abi::block_request_ok(offset, len as u64, d.data.len() as u64, d.sector) {
             return Err(Solo5Result::Einval);
         }
+
         f(&mut d.data[offset as usize..offset as usize + len]);
         Ok(())
     })

@@ -273,6 +273,7 @@ pub fn assert_runtime_thread() {}
 
 /// The host file descriptor behind device `handle` (for tests of the
 /// tender's sandbox).
+#[cfg(feature = "raw")]
 pub fn host_fd(handle: u64) -> Option<i32> {
     fd(handle)
 }
@@ -280,8 +281,15 @@ pub fn host_fd(handle: u64) -> Option<i32> {
 /// Low-level access for tests of the tender's sandbox: makes Linux system
 /// call `nr` with raw arguments. The seccomp filter decides what happens;
 /// nothing else should use this.
-pub fn raw_syscall(nr: u64, args: [u64; 6]) -> i64 {
-    // SAFETY: the arguments may be anything; the kernel validates pointers
-    // and the seccomp filter kills the process for forbidden calls.
+///
+/// # Safety
+///
+/// The call may do anything the filter allows to this process's memory and
+/// descriptors: the caller must make sure it breaks nothing the runtime
+/// relies on.
+#[cfg(feature = "raw")]
+pub unsafe fn raw_syscall(nr: u64, args: [u64; 6]) -> i64 {
+    // SAFETY: the kernel validates pointers, the seccomp filter kills the
+    // process for forbidden calls, and the rest is the caller's duty.
     unsafe { syscall(nr, args) }
 }

@@ -57,9 +57,12 @@ static ALLOCATED: AtomicU64 = AtomicU64::new(0);
 // SAFETY: delegates to the system allocator, only counting bytes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -69,16 +72,22 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATED.fetch_add(new_size as u64, Ordering::Relaxed);
-        ALLOCATED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            ALLOCATED.fetch_add(new_size as u64, Ordering::Relaxed);
+            ALLOCATED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
     }
 }
 
@@ -316,12 +325,10 @@ fn block_io(
     else {
         return Err(Solo5Result::Einval);
     };
-    let in_range = offset
-        .checked_add(len as u64)
-        .is_some_and(|e| e <= capacity);
-    if len as u64 != sector || !offset.is_multiple_of(sector) || !in_range {
+    if !morgana_abi::block_request_ok(offset, len as u64, capacity, sector) {
         return Err(Solo5Result::Einval);
     }
+
     if io(fd, offset as i64) == len as isize {
         Ok(())
     } else {

@@ -194,6 +194,9 @@ extern "C" fn trap_handler(f: &TrapFrame) -> ! {
         "morgana: trap: rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x} rdi={:#x} rbp={:#x}",
         f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp
     );
+    if super::bare::stack_overflowed() {
+        let _ = writeln!(out, "morgana: the stack overflowed (it grew into the heap)");
+    }
     out.flush();
     super::abort()
 }

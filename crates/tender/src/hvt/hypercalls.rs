@@ -223,16 +223,8 @@ fn net(mem: &GuestMem, devs: &Devices, hc: Hypercall, gpa: u64) -> Result<(), Te
     let Some(Dev::Net { fd, mtu }) = devs.get(handle) else {
         return ret(Solo5Result::Einval);
     };
-    let p = mem.ptr(
-        if hc == Hypercall::NetRead {
-            "NET_READ buffer"
-        } else {
-            "NET_WRITE frame"
-        },
-        data,
-        len,
-    )?;
     if hc == Hypercall::NetWrite {
+        let p = mem.ptr("NET_WRITE frame", data, len)?;
         if len == 0 || len > u64::from(mtu) + 14 {
             return ret(Solo5Result::Einval);
         }
@@ -253,7 +245,8 @@ fn net(mem: &GuestMem, devs: &Devices, hc: Hypercall, gpa: u64) -> Result<(), Te
         }
         return ret(Solo5Result::Ok);
     }
-    // SAFETY: [p, p+len) lies in guest memory (checked above).
+    let p = mem.ptr_mut("NET_READ buffer", data, len)?;
+    // SAFETY: [p, p+len) lies in writable guest memory (checked above).
     let n = unsafe { libc::read(fd, p.cast(), len as usize) };
     if n < 0 {
         let e = io::Error::last_os_error();
@@ -294,19 +287,15 @@ fn block(mem: &GuestMem, devs: &Devices, hc: Hypercall, gpa: u64) -> Result<(), 
         return ret(Solo5Result::Einval);
     };
     let sector = u64::from(sector);
-    let in_range = offset.checked_add(len).is_some_and(|end| end <= capacity);
-    if len != sector || offset % sector != 0 || !in_range {
+    if !morgana_abi::block_request_ok(offset, len, capacity, sector) {
         return ret(Solo5Result::Einval);
     }
-    let p = mem.ptr(
-        if read {
-            "BLOCK_READ buffer"
-        } else {
-            "BLOCK_WRITE buffer"
-        },
-        data,
-        len,
-    )?;
+    let p = if read {
+        mem.ptr_mut("BLOCK_READ buffer", data, len)?
+    } else {
+        mem.ptr("BLOCK_WRITE buffer", data, len)?.cast_mut()
+    };
+
     let mut done = 0u64;
     while done < len {
         let (ptr, count, pos) = (

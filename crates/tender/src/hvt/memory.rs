@@ -11,6 +11,9 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 pub struct GuestMem {
     mem: GuestMemoryMmap,
     size: u64,
+    /// Ranges mapped read-only on the host (the image's code and
+    /// constants): the tender must never write there for the guest.
+    readonly: Vec<(u64, u64)>,
 }
 
 impl GuestMem {
@@ -18,7 +21,11 @@ impl GuestMem {
     pub fn new(size: u64) -> Result<Self, TenderError> {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), size as usize)])
             .map_err(|e| TenderError::Memory(format!("cannot allocate guest memory: {e}")))?;
-        Ok(Self { mem, size })
+        Ok(Self {
+            mem,
+            size,
+            readonly: Vec::new(),
+        })
     }
 
     /// Size in bytes.
@@ -63,26 +70,49 @@ impl GuestMem {
         self.write(what, gpa + off as u64, &v.to_le_bytes())
     }
 
+    /// Checks that `[gpa, gpa + len)` lies in guest memory the tender may
+    /// write: not in the image's read-only segments (a write there would
+    /// fault in the tender itself).
+    pub fn check_writable(&self, what: &str, gpa: u64, len: u64) -> Result<(), TenderError> {
+        self.check(what, gpa, len)?;
+        let end = gpa + len;
+        if let Some((s, e)) = self.readonly.iter().find(|(s, e)| gpa < *e && end > *s) {
+            return Err(TenderError::GuestAccess(format!(
+                "{what}: gpa={gpa:#x}, len={len:#x} overlaps read-only guest memory [{s:#x}, {e:#x})"
+            )));
+        }
+        Ok(())
+    }
+
     /// Writes `bytes` at `gpa`.
     pub fn write(&self, what: &str, gpa: u64, bytes: &[u8]) -> Result<(), TenderError> {
-        self.check(what, gpa, bytes.len() as u64)?;
+        self.check_writable(what, gpa, bytes.len() as u64)?;
         self.mem
             .write_slice(bytes, GuestAddress(gpa))
             .map_err(|e| TenderError::GuestAccess(format!("{what}: {e}")))
     }
 
-    /// A host pointer to `[gpa, gpa + len)`, checked to lie in guest memory.
-    pub fn ptr(&self, what: &str, gpa: u64, len: u64) -> Result<*mut u8, TenderError> {
+    /// A host pointer to `[gpa, gpa + len)`, checked to lie in guest memory,
+    /// for the tender to read.
+    pub fn ptr(&self, what: &str, gpa: u64, len: u64) -> Result<*const u8, TenderError> {
         self.check(what, gpa, len)?;
         // `check` guarantees gpa + len <= size, so the offset stays in the
         // single mapping that starts at host_base().
         Ok(self.host_base().wrapping_add(gpa as usize))
     }
 
+    /// A host pointer to `[gpa, gpa + len)`, checked to lie in guest memory
+    /// the tender may write.
+    pub fn ptr_mut(&self, what: &str, gpa: u64, len: u64) -> Result<*mut u8, TenderError> {
+        self.check_writable(what, gpa, len)?;
+        // As in `ptr`.
+        Ok(self.host_base().wrapping_add(gpa as usize))
+    }
+
     /// Copies the image's segments in and applies their protections on the
     /// host side: text and read-only data become read-only, so a guest write
     /// to them faults.
-    pub fn load(&self, img: &[u8], plan: &LoadPlan) -> Result<(), TenderError> {
+    pub fn load(&mut self, img: &[u8], plan: &LoadPlan) -> Result<(), TenderError> {
         for s in &plan.segments {
             let bytes = &img[s.offset as usize..(s.offset + s.filesz) as usize];
             self.write("image segment", s.vaddr, bytes)?;
@@ -91,13 +121,16 @@ impl GuestMem {
             } else {
                 libc::PROT_READ
             };
-            let p = self.ptr("image segment", s.prot_start, s.prot_end - s.prot_start)?;
+            let p = self.ptr_mut("image segment", s.prot_start, s.prot_end - s.prot_start)?;
             let len = (s.prot_end - s.prot_start) as usize;
             // SAFETY: [p, p+len) is a page-aligned range of our own guest
             // mapping (checked above); changing its protection affects no
             // Rust object.
             if unsafe { libc::mprotect(p.cast(), len, prot) } != 0 {
                 return Err(TenderError::last_os("mprotect of guest memory"));
+            }
+            if prot & libc::PROT_WRITE == 0 {
+                self.readonly.push((s.prot_start, s.prot_end));
             }
         }
         Ok(())
@@ -195,5 +228,41 @@ mod tests {
         m.write_u64("t", 0x100, 8, 42).unwrap();
         assert_eq!(m.read_u64("t", 0x108, 0).unwrap(), 42);
         assert!(m.ptr("t", 0x1000, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn read_only_segments_are_not_written_for_the_guest() {
+        use crate::elf::{LoadPlan, PF_R, PF_W, PF_X, Segment};
+        let mut m = GuestMem::new(4 << 20).unwrap();
+        let seg = |vaddr: u64, flags| Segment {
+            vaddr,
+            offset: 0,
+            filesz: 4,
+            memsz: 4,
+            prot_start: vaddr,
+            prot_end: vaddr + 0x1000,
+            flags,
+        };
+        let plan = LoadPlan {
+            entry: 0x100000,
+            end: 0x103000,
+            segments: vec![
+                seg(0x100000, PF_R | PF_X),
+                seg(0x101000, PF_R),
+                seg(0x102000, PF_R | PF_W),
+            ],
+        };
+        m.load(&[1, 2, 3, 4], &plan).unwrap();
+        for gpa in [0x100000, 0x100ffc, 0x101800] {
+            let e = m.write_u64("HC argument", gpa, 0, 1).unwrap_err();
+            assert!(
+                e.to_string().contains("overlaps read-only guest memory"),
+                "{e}"
+            );
+        }
+        assert!(m.ptr_mut("buffer", 0x100ff0, 0x20).is_err());
+        assert!(m.ptr("buffer", 0x100ff0, 0x20).is_ok());
+        m.write_u64("HC argument", 0x102000, 0, 1).unwrap();
+        m.write_u64("HC argument", 0xfff8, 0, 1).unwrap();
     }
 }

@@ -53,7 +53,9 @@ impl Monitor for Hvt {
     fn run(setup: Setup) -> Result<u8, TenderError> {
         let mut vm = Vm::new(&setup)?;
         let mut devs = Devices::new(&setup.attached);
+        crate::sandbox::default_signals();
         seccomp::confine(vm.vcpu.as_raw_fd(), &devs)?;
+
         let status = vm.run(&mut devs);
         // Once confined, nothing may be closed or unmapped: the process
         // exits right after, and the kernel reclaims everything.
@@ -92,7 +94,7 @@ impl Vm {
             )));
         }
         let vm = kvm.create_vm().map_err(|e| kvm_err("create VM", e))?;
-        let mem = GuestMem::new(setup.mem_size)?;
+        let mut mem = GuestMem::new(setup.mem_size)?;
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,

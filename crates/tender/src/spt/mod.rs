@@ -51,7 +51,8 @@ impl Monitor for Spt {
         let waitset = Waitset::new(&setup)?;
         write_boot_info(&mem, &setup, &waitset)?;
         let filter = seccomp::filter(&setup, &waitset)?;
-        supervise(&setup, &mem, &filter)
+        let parent = seccomp::parent_filters()?;
+        supervise(setup, waitset, mem, &filter, &parent)
     }
 }
 
@@ -114,6 +115,13 @@ impl GuestMem {
                 "[{addr:#x}, +{len:#x}) lies outside guest memory"
             ))),
         }
+    }
+
+    /// Unmaps guest memory (in the parent, once the child runs the guest).
+    fn unmap(self) {
+        let base = spt::HOST_MEM_BASE;
+        // SAFETY: the mapping made by `map`; nothing refers to it any more.
+        unsafe { libc::munmap(base as *mut libc::c_void, (self.size - base) as usize) };
     }
 
     fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), TenderError> {
@@ -218,14 +226,19 @@ fn write_boot_info(mem: &GuestMem, setup: &Setup, ws: &Waitset) -> Result<(), Te
 }
 
 /// Forks: the child confines itself and becomes the guest; the parent
-/// waits and reports.
+/// drops everything the guest needs, confines itself to waiting and
+/// reporting, and reports how the guest ended.
 fn supervise(
-    setup: &Setup,
-    mem: &GuestMem,
+    setup: Setup,
+    waitset: Waitset,
+    mem: GuestMem,
     filter: &seccompiler::BpfProgram,
+    parent_filters: &[seccompiler::BpfProgram; 2],
 ) -> Result<u8, TenderError> {
     let entry = setup.plan.entry;
     let sp = mem.size - 8;
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: fork in a single-threaded process; the child only makes
     // async-signal-safe calls (prctl, seccomp) before jumping to the guest.
     let pid = unsafe { libc::fork() };
@@ -233,15 +246,18 @@ fn supervise(
         return Err(TenderError::last_os("fork"));
     }
     if pid == 0 {
-        // SAFETY: asking to be killed with our parent is always allowed.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        // SAFETY: asking to be killed with our parent is always allowed;
+        // if the parent is already gone, nobody would report: leave.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+        }
         // The Rust runtime's handlers (SIGSEGV for stack overflows) must
         // not run inside the guest: a fault must kill it with its signal.
-        for sig in 1..32 {
-            // SAFETY: restoring the default disposition; invalid signal
-            // numbers (SIGKILL, SIGSTOP) just fail.
-            unsafe { libc::signal(sig, libc::SIG_DFL) };
-        }
+        crate::sandbox::default_signals();
+
         if let Err(e) = seccompiler::apply_filter(filter) {
             eprintln!("morgana-spt: cannot install the seccomp filter: {e}");
             // SAFETY: leaving the child at once.
@@ -251,6 +267,16 @@ fn supervise(
         // above per the spt ABI; control never comes back.
         unsafe { launch(sp, entry, spt::BOOT_INFO_BASE) }
     }
+    // The parent needs none of the guest's resources: close the devices,
+    // the epoll set and the timerfd, unmap guest memory, and confine
+    // itself to waiting for the child and reporting.
+    drop(setup);
+    drop(waitset);
+    mem.unmap();
+    for f in parent_filters {
+        crate::sandbox::install(f)?;
+    }
+
     let mut status = 0;
     loop {
         // SAFETY: waiting for our own child.
@@ -266,17 +292,34 @@ fn supervise(
         return Ok(libc::WEXITSTATUS(status) as u8);
     }
     let sig = libc::WTERMSIG(status);
-    let why = match sig {
+    eprintln!(
+        "morgana-spt: guest killed by {} (signal {sig})",
+        signal_name(sig)
+    );
+    Ok((128 + sig) as u8)
+}
+
+/// A signal's name and what it means for a guest.
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
         libc::SIGSYS => "SIGSYS: it made a system call the seccomp filter forbids",
         libc::SIGSEGV => "SIGSEGV: it accessed memory it may not",
         libc::SIGBUS => "SIGBUS: it accessed memory it may not",
         libc::SIGILL => "SIGILL: it executed an illegal instruction",
         libc::SIGFPE => "SIGFPE: an arithmetic fault",
+        libc::SIGTRAP => "SIGTRAP: a breakpoint or trap",
+        libc::SIGABRT => "SIGABRT",
         libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGXCPU => "SIGXCPU: it ran out of CPU time",
+        libc::SIGXFSZ => "SIGXFSZ: a file grew beyond its limit",
         _ => "a signal",
-    };
-    eprintln!("morgana-spt: guest killed by {why} (signal {sig})");
-    Ok((128 + sig) as u8)
+    }
 }
 
 /// Switches to the guest's stack and jumps to its entry point with the boot

@@ -11,13 +11,33 @@
 //! * `exit_group`.
 
 use super::Waitset;
-use crate::sandbox::{AllowList, arg_eq, arg_le};
+use crate::sandbox::{AllowList, arg_eq, arg_le, arg_masked_eq, brk_enomem};
 use crate::{Setup, TenderError};
 use morgana_abi::mft::DeviceKind;
 use seccompiler::BpfProgram;
 use std::os::fd::AsRawFd;
 
 const ARCH_SET_FS: u64 = 0x1002;
+
+/// The parent's filters, once the guest runs in the child: wait for it,
+/// write the report, exit; `mmap` without `PROT_EXEC` and `munmap` for an
+/// error message that allocates (`brk` fails with `ENOMEM`, so the
+/// allocator falls back to `mmap`). Install them in order.
+pub fn parent_filters() -> Result<[BpfProgram; 2], TenderError> {
+    let mut l = AllowList::default();
+    l.allow(libc::SYS_wait4);
+    for fd in [1, 2] {
+        l.allow_if(libc::SYS_write, vec![arg_eq(0, fd)])?;
+    }
+    l.allow(libc::SYS_exit_group);
+    l.allow_if(
+        libc::SYS_mmap,
+        vec![arg_masked_eq(2, libc::PROT_EXEC as u64, 0)],
+    )?;
+    l.allow(libc::SYS_munmap);
+    l.allow(libc::SYS_brk);
+    Ok([brk_enomem()?, l.compile()?])
+}
 
 /// Compiles the guest's allow-list.
 pub fn filter(setup: &Setup, ws: &Waitset) -> Result<BpfProgram, TenderError> {

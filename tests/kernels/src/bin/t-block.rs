@@ -124,7 +124,9 @@ fn tender_checks(h: u64, cap: u64, buf: &mut [u8]) -> bool {
             len,
             ret: -1,
         };
-        morgana::platform::hvt::raw_hypercall(nr as u16, &raw mut a as u32);
+        // SAFETY: `a` and `buf` are live and owned here; the tender writes
+        // at most `a.ret` and `len` bytes of `buf` (it must refuse them all).
+        unsafe { morgana::platform::hvt::raw_hypercall(nr as u16, &raw mut a as u32) };
         // SAFETY: the tender wrote `ret` during the hypercall.
         let ret = unsafe { core::ptr::read_volatile(&raw const a.ret) };
         if ret != Solo5Result::Einval as i32 {

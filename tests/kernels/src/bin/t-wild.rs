@@ -8,7 +8,7 @@
 #[cfg(morgana_platform = "hvt")]
 #[morgana::main]
 async fn main() -> u8 {
-    use morgana::abi::hvt::{HcHalt, HcPuts, Hypercall};
+    use morgana::abi::hvt::{HcHalt, HcPuts, HcWalltime, Hypercall};
     use morgana::platform::hvt::raw_hypercall;
     const MEM: u64 = 32 << 20;
     let mode = morgana::args().next().unwrap_or("");
@@ -47,12 +47,21 @@ async fn main() -> u8 {
             };
             (Hypercall::Halt, &raw mut halt as u64)
         }
+        // An argument structure in the image's read-only data: the tender
+        // would write its result there.
+        "arg-read-only" => {
+            static RO: HcWalltime = HcWalltime { nsecs: 0 };
+            (Hypercall::Walltime, &raw const RO as u64)
+        }
         _ => {
             morgana::println!("usage: t-wild MODE");
             return 2;
         }
     };
-    raw_hypercall(nr as u16, arg as u32);
+    // SAFETY: every argument structure above is a live local or a static
+    // (which the tender must refuse to write), and no hypercall here writes
+    // through a guest pointer other than its argument.
+    unsafe { raw_hypercall(nr as u16, arg as u32) };
     let _ = (puts.len, halt.cookie);
     morgana::println!("wild: the tender accepted it");
     1
