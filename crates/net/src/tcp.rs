@@ -133,6 +133,12 @@ impl Drop for TcpListener {
 /// A TCP connection. Reading and writing take `&self`, so a reader task
 /// and a writer task can share one stream. Dropping a stream closes it
 /// gracefully in the background; its memory is freed once closed.
+///
+/// One task at a time may wait on each direction: one in `read` (or
+/// `close`), one in `write`, `write_all`, `flush` or `shutdown`. A second
+/// task waiting on the same direction replaces the first's wake-up (as in
+/// smoltcp), so the first is not woken again until something else polls
+/// it: give each direction of a stream to one task.
 pub struct TcpStream {
     stack: Stack,
     handle: SocketHandle,
