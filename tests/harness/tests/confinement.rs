@@ -5,7 +5,7 @@
 //! that the filters are in force at all, as the kernel reports them.
 
 use morgana_tests::{Platform, Running, command, require_kvm};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `Seccomp`, `Seccomp_filters` and `NoNewPrivs` of process `pid`.
 fn confinement(pid: u32) -> (String, u32, String) {
@@ -39,7 +39,16 @@ fn check(p: Platform, processes: usize) {
     );
     assert_eq!(pids.len(), processes, "{p:?}: processes {pids:?}");
     for q in pids {
-        let (mode, filters, nnp) = confinement(q);
+        // The spt parent confines itself just after forking, while the
+        // child may already be running the guest: give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (mode, filters, nnp) = loop {
+            let c = confinement(q);
+            if c.0 == "2" || Instant::now() > deadline {
+                break c;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         assert_eq!(
             mode, "2",
             "{p:?}: process {q} is not in seccomp filter mode"
