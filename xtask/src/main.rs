@@ -222,6 +222,8 @@ fn test() -> Result<()> {
             "-p",
             "morgana-net",
             "-p",
+            "morgana-kv",
+            "-p",
             "morgana-examples",
             "-p",
             "morgana-test-kernels",

@@ -1,8 +1,8 @@
 //! The TCP/IP stack on every platform, with real traffic through a tap in a
 //! network namespace of the test's own: ping, TCP and UDP echo, many
 //! concurrent connections, DHCP and DNS from a real dnsmasq, an outgoing
-//! connection, IPv6 (static and SLAAC), malformed frames, a SYN flood, and
-//! wrk against http-hello.
+//! connection, IPv6 (static and SLAAC), malformed frames, a SYN flood,
+//! wrk against http-hello, and the key-value service across reboots.
 
 use morgana_tests::net::{Lcg, Netns, RawSocket};
 use morgana_tests::{Platform, Running, command, packets};
@@ -23,16 +23,25 @@ struct Guest {
 }
 
 fn boot(p: Platform, tag: &str, image: &str, args: &[&str], ready: &str) -> Guest {
+    boot_with(p, tag, image, &[], args, ready)
+}
+
+/// [`boot`], with more tender options (`opts`) than the network device.
+fn boot_with(
+    p: Platform,
+    tag: &str,
+    image: &str,
+    opts: &[&str],
+    args: &[&str],
+    ready: &str,
+) -> Guest {
     let ns = Netns::new(tag);
     ns.add_tap("tap0", Some("10.0.0.1/24"));
     ns.ip(&["link", "set", "tap0", "address", "02:00:00:00:00:01"]);
     ns.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "tap0", "nodad"]);
-    let mut run = Running::start(ns.wrap(&command(
-        p,
-        image,
-        &["--net:service=tap0", "--net-mac:service=02:00:00:00:00:02"],
-        args,
-    )));
+    let mut all = vec!["--net:service=tap0", "--net-mac:service=02:00:00:00:00:02"];
+    all.extend_from_slice(opts);
+    let mut run = Running::start(ns.wrap(&command(p, image, &all, args)));
     run.wait_line(ready, Duration::from_secs(60));
     Guest { run, ns }
 }
@@ -568,5 +577,90 @@ fn http_hello_under_wrk_has_no_errors() {
             "{p:?}: wrk saw bad responses:\n{out}"
         );
         assert!(g.run.is_running(), "{p:?}");
+    }
+}
+
+/// Sends `requests` (lines) to kv-server at 10.0.0.2:6380 over one
+/// connection; returns the replies, one line per request (`KEYS` replies
+/// keep their following lines).
+fn kv_session(requests: &[String]) -> Result<Vec<String>, String> {
+    let s = connect(addr("10.0.0.2:6380"))?;
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let mut replies = Vec::new();
+    for req in requests {
+        w.write_all(format!("{req}\n").as_bytes())
+            .map_err(|e| format!("{req}: {e}"))?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut r, &mut line).map_err(|e| format!("{req}: {e}"))?;
+        if let Some(n) = line.strip_prefix("KEYS ") {
+            for _ in 0..n
+                .trim()
+                .parse::<usize>()
+                .map_err(|e| format!("{line}: {e}"))?
+            {
+                std::io::BufRead::read_line(&mut r, &mut line).map_err(|e| e.to_string())?;
+            }
+        }
+        replies.push(line.trim_end().to_string());
+    }
+    Ok(replies)
+}
+
+#[test]
+fn the_key_value_service_keeps_values_across_reboots() {
+    let requests = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for p in Platform::ALL {
+        let disk = morgana_tests::TempFile::zeroed(1 << 20);
+        let block = format!("--block:storage={}", disk.path());
+        let big = "x".repeat(10_000);
+        let g = boot_with(p, "kv1", "kv-server", &[&block], &[STATIC], "(created)");
+        let replies = g.ns.run_in({
+            let big = big.clone();
+            move || {
+                kv_session(&requests(&[
+                    "GET greeting",
+                    "SET greeting hello, world",
+                    "SET doomed 1",
+                    &format!("SET big {big}"),
+                    "SET greeting hello again",
+                    "DEL doomed",
+                    "GET greeting",
+                    "FROB x",
+                ]))
+            }
+        });
+        let replies = replies.unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        assert_eq!(
+            replies,
+            [
+                "NONE",
+                "OK",
+                "OK",
+                "OK",
+                "OK",
+                "OK",
+                "VALUE hello again",
+                "ERR unknown command"
+            ],
+            "{p:?}"
+        );
+        // Killed, not shut down: what was acknowledged is on the disk.
+        drop(g);
+        let g = boot_with(p, "kv2", "kv-server", &[&block], &[STATIC], "(opened)");
+        let replies = g.ns.run_in(move || {
+            kv_session(&requests(&[
+                "GET greeting",
+                "GET doomed",
+                "GET big",
+                "KEYS",
+            ]))
+        });
+        let replies = replies.unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        assert_eq!(replies[0], "VALUE hello again", "{p:?}");
+        assert_eq!(replies[1], "NONE", "{p:?}");
+        assert_eq!(replies[2], format!("VALUE {big}"), "{p:?}");
+        assert_eq!(replies[3], "KEYS 2\nbig\ngreeting", "{p:?}");
     }
 }
