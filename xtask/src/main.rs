@@ -152,8 +152,8 @@ fn setup() -> Result<()> {
     Ok(())
 }
 
-/// Builds the tenders, the CLI and every image for every platform.
-fn build() -> Result<()> {
+/// Builds the tenders and the `morgana` command.
+fn build_host_tools() -> Result<()> {
     run(cargo().args([
         "build",
         "--release",
@@ -161,7 +161,12 @@ fn build() -> Result<()> {
         "morgana-tender",
         "-p",
         "morgana-cli",
-    ]))?;
+    ]))
+}
+
+/// Builds the tenders, the CLI and every image for every platform.
+fn build() -> Result<()> {
+    build_host_tools()?;
     let built = morgana_cli::build(&BuildOptions {
         platforms: Platform::ALL.to_vec(),
         workspace: Some(root()),
@@ -176,14 +181,7 @@ fn build() -> Result<()> {
 /// The main job: set up, build the demo unikernel, boot it on morgana-hvt.
 fn demo() -> Result<()> {
     setup()?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "morgana-tender",
-        "-p",
-        "morgana-cli",
-    ]))?;
+    build_host_tools()?;
     morgana_cli::build(&BuildOptions {
         platforms: vec![Platform::Hvt],
         packages: vec!["morgana-examples".into()],

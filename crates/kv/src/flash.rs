@@ -102,27 +102,41 @@ impl<D: Sectors> Flash<D> {
         ))
     }
 
+    /// The contents of `sector`, from the cache or (then cached) the device.
+    async fn sector(&mut self, sector: u64) -> Result<&[u8], FlashError> {
+        let slot = self.slot(sector);
+        if !matches!(&self.cache[slot], Some((s, _)) if *s == sector) {
+            let mut data = alloc::vec![0u8; self.dev.sector_size()];
+            self.dev
+                .read(sector, &mut data)
+                .await
+                .map_err(FlashError::Block)?;
+            self.cache[slot] = Some((sector, data.into()));
+        }
+        match &self.cache[slot] {
+            Some((_, data)) => Ok(data),
+            None => unreachable!("filled above"),
+        }
+    }
+
     /// Reads `n` sectors from `first` into the scratch buffer.
     async fn load(&mut self, first: u64, n: usize) -> Result<(), FlashError> {
         let ss = self.dev.sector_size();
-        self.scratch.clear();
-        self.scratch.resize(n * ss, 0);
-        for i in 0..n {
-            let sector = first + i as u64;
-            let out = &mut self.scratch[i * ss..(i + 1) * ss];
-            match &self.cache[(sector % self.cache.len() as u64) as usize] {
-                Some((s, data)) if *s == sector => out.copy_from_slice(data),
-                _ => {
-                    self.dev
-                        .read(sector, out)
-                        .await
-                        .map_err(FlashError::Block)?;
-                    let data: Box<[u8]> = out.into();
-                    self.remember(sector, &data);
+        let mut scratch = core::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.resize(n * ss, 0);
+        let mut r = Ok(());
+        for (i, out) in scratch.chunks_mut(ss).enumerate() {
+            match self.sector(first + i as u64).await {
+                Ok(data) => out.copy_from_slice(data),
+                Err(e) => {
+                    r = Err(e);
+                    break;
                 }
             }
         }
-        Ok(())
+        self.scratch = scratch;
+        r
     }
 
     /// Writes the scratch buffer to the sectors from `first`.
@@ -162,19 +176,7 @@ impl<D: Sectors> ReadNorFlash for Flash<D> {
         // are a few bytes of a cached sector.
         let mut done = 0;
         for i in 0..n as u64 {
-            let sector = first + i;
-            let slot = self.slot(sector);
-            if !matches!(&self.cache[slot], Some((s, _)) if *s == sector) {
-                let mut data = alloc::vec![0u8; ss];
-                self.dev
-                    .read(sector, &mut data)
-                    .await
-                    .map_err(FlashError::Block)?;
-                self.cache[slot] = Some((sector, data.into()));
-            }
-            let Some((_, data)) = &self.cache[slot] else {
-                unreachable!("filled above")
-            };
+            let data = self.sector(first + i).await?;
             let take = (ss - at).min(bytes.len() - done);
             for (b, s) in bytes[done..done + take].iter_mut().zip(&data[at..]) {
                 *b = !*s;

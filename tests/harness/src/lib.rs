@@ -146,6 +146,27 @@ impl Output {
         self
     }
 
+    /// Checks for exit status 1 with exactly one line on stderr containing
+    /// `msg`, and no output from the guest.
+    #[track_caller]
+    pub fn expect_one_line_error(&self, p: Platform, msg: &str) -> &Self {
+        self.expect_status(1);
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{p:?}: expected one line, got {:?}",
+            self.stderr
+        );
+        assert!(
+            lines[0].contains(msg),
+            "{p:?}: {:?} lacks {msg:?}",
+            lines[0]
+        );
+        assert_eq!(self.stdout, "", "{p:?}: the guest must not have run");
+        self
+    }
+
     /// Asserts that stdout or stderr contains `s`.
     #[track_caller]
     pub fn expect_output(&self, s: &str) -> &Self {

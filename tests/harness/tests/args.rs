@@ -1,32 +1,13 @@
 //! Bad command lines get exit status 1 and the same one-line error on every
 //! platform (unix builds parse the tenders' options themselves).
 
-use morgana_tests::{Output, Platform, TempFile, boot};
-
-#[track_caller]
-fn one_line_error(o: &Output, p: Platform, msg: &str) {
-    o.expect_status(1);
-    let lines: Vec<&str> = o.stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{p:?}: expected one line, got {:?}",
-        o.stderr
-    );
-    assert!(
-        lines[0].contains(msg),
-        "{p:?}: {:?} lacks {msg:?}",
-        lines[0]
-    );
-    assert_eq!(o.stdout, "", "{p:?}: the guest must not have run");
-}
+use morgana_tests::{Platform, TempFile, boot};
 
 #[test]
 fn undeclared_device() {
     for p in Platform::ALL {
         let o = boot(p, "hello", &["--net:service=tap0"], &[]);
-        one_line_error(
-            &o,
+        o.expect_one_line_error(
             p,
             "device 'service' is not declared by the unikernel (it declares: no devices)",
         );
@@ -37,8 +18,7 @@ fn undeclared_device() {
 fn declared_but_not_attached_device() {
     for p in Platform::ALL {
         let o = boot(p, "t-block", &[], &[]);
-        one_line_error(
-            &o,
+        o.expect_one_line_error(
             p,
             "declared but not attached: 'storage' (BLOCK_BASIC, use --block:storage=PATH)",
         );
@@ -49,8 +29,7 @@ fn declared_but_not_attached_device() {
 fn missing_tap() {
     for p in Platform::ALL {
         let o = boot(p, "t-echo", &["--net:service=nosuchtap0"], &[]);
-        one_line_error(
-            &o,
+        o.expect_one_line_error(
             p,
             "cannot attach tap interface 'nosuchtap0' as 'service': no such network interface",
         );
@@ -67,8 +46,7 @@ fn block_image_not_a_multiple_of_the_sector_size() {
             &[&format!("--block:storage={}", disk.path())],
             &[],
         );
-        one_line_error(
-            &o,
+        o.expect_one_line_error(
             p,
             "size 1000 is not a positive multiple of the sector size 512",
         );
@@ -82,8 +60,7 @@ fn block_image_not_a_multiple_of_the_sector_size() {
             ],
             &[],
         );
-        one_line_error(
-            &o,
+        o.expect_one_line_error(
             p,
             "size 4608 is not a positive multiple of the sector size 4096",
         );
@@ -93,8 +70,7 @@ fn block_image_not_a_multiple_of_the_sector_size() {
             &["--block:storage=/nonexistent/disk.img"],
             &[],
         );
-        one_line_error(
-            &o,
+        o.expect_one_line_error(
             p,
             "cannot open block device 'storage' at /nonexistent/disk.img",
         );
@@ -109,7 +85,7 @@ fn invalid_sector_sizes() {
         for bad in ["256", "521", "0", "70000"] {
             let opt = format!("--block-sector-size:storage={bad}");
             let o = boot(p, "t-block", &[&block, &opt], &[]);
-            one_line_error(&o, p, &format!("invalid sector size in `{opt}'"));
+            o.expect_one_line_error(p, &format!("invalid sector size in `{opt}'"));
         }
     }
 }
@@ -117,32 +93,16 @@ fn invalid_sector_sizes() {
 #[test]
 fn malformed_options() {
     for p in Platform::ALL {
-        one_line_error(
-            &boot(p, "hello", &["--frobnicate"], &[]),
-            p,
-            "invalid option: `--frobnicate'",
-        );
-        one_line_error(
-            &boot(p, "hello", &["--net:bad_name=tap0"], &[]),
-            p,
-            "invalid device name",
-        );
-        one_line_error(
-            &boot(p, "t-echo", &["--net-mac:service=zz:00:00:00:00:00"], &[]),
-            p,
-            "malformed MAC address",
-        );
+        boot(p, "hello", &["--frobnicate"], &[])
+            .expect_one_line_error(p, "invalid option: `--frobnicate'");
+        boot(p, "hello", &["--net:bad_name=tap0"], &[])
+            .expect_one_line_error(p, "invalid device name");
+        boot(p, "t-echo", &["--net-mac:service=zz:00:00:00:00:00"], &[])
+            .expect_one_line_error(p, "malformed MAC address");
     }
     for p in Platform::TENDERS {
-        one_line_error(
-            &boot(p, "hello", &["--mem=0"], &[]),
-            p,
-            "malformed argument to --mem",
-        );
-        one_line_error(
-            &boot(p, "hello", &["--mem=lots"], &[]),
-            p,
-            "malformed argument to --mem",
-        );
+        boot(p, "hello", &["--mem=0"], &[]).expect_one_line_error(p, "malformed argument to --mem");
+        boot(p, "hello", &["--mem=lots"], &[])
+            .expect_one_line_error(p, "malformed argument to --mem");
     }
 }

@@ -53,21 +53,8 @@ fn run(p: Platform, img: &[u8], opts: &[&str]) -> Output {
 #[track_caller]
 fn rejected(p: Platform, img: &[u8], msg: &str) {
     let o = run(p, img, &[]);
-    o.expect_status(1);
-    let lines: Vec<&str> = o.stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{p:?}: expected one line, got {:?}",
-        o.stderr
-    );
-    assert!(
-        lines[0].contains(msg),
-        "{p:?}: {:?} lacks {msg:?}",
-        lines[0]
-    );
-    assert!(!lines[0].contains("panicked"), "{p:?}: {}", lines[0]);
-    assert_eq!(o.stdout, "", "{p:?}");
+    o.expect_one_line_error(p, msg);
+    assert!(!o.stderr.contains("panicked"), "{p:?}: {}", o.stderr);
 }
 
 fn hello(p: Platform) -> Vec<u8> {

@@ -227,8 +227,9 @@ fn stats_baseline(g: &mut Guest) -> String {
     g.run.wait_line("stats:", Duration::from_secs(10)).1
 }
 
-fn sockets(line: &str) -> u64 {
-    line.split("sockets=")
+/// The value of `key=` in a stats line.
+fn stat(line: &str, key: &str) -> u64 {
+    line.split(&format!("{key}="))
         .nth(1)
         .unwrap()
         .split_whitespace()
@@ -236,6 +237,14 @@ fn sockets(line: &str) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+fn sockets(line: &str) -> u64 {
+    stat(line, "sockets")
+}
+
+fn allocated(line: &str) -> u64 {
+    stat(line, "allocated")
 }
 
 #[test]
@@ -441,17 +450,6 @@ fn ten_thousand_malformed_frames_change_nothing() {
         assert_eq!(sent, 10_000, "{p:?}: could not send every frame");
         alive_and_serving(&mut g, p);
     }
-}
-
-fn allocated(line: &str) -> u64 {
-    line.split("allocated=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[test]
