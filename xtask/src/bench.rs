@@ -138,35 +138,150 @@ fn machine() -> String {
         .trim()
         .to_string();
     format!(
-        "Measured {date} at commit {commit} on {cpu}, {} cores, Linux {kernel}.\n\
-         /dev/kvm here is a nested, software-assisted KVM: guest instructions are emulated (a register-only\n\
-         `dec; jnz` loop runs ~4000 times slower in an hvt guest than in an spt one) and a VM exit costs\n\
-         25-30 us, so hvt figures here are far below what hardware KVM gives; spt and unix run natively.\n",
+        "_Measured {date} at commit {commit} on {cpu}, {} cores, Linux {kernel}._\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     )
 }
 
-/// Runs every benchmark and writes BENCHMARKS.md.
-pub fn run(_args: &[String]) -> Result<()> {
-    let sections = vec![
-        boot(|p| match p {
-            "hvt" => format!("{HVT} --mem=32 target/unikernels/hvt/hello"),
-            "spt" => format!("{SPT} --mem=32 target/unikernels/spt/hello"),
-            _ => "target/unikernels/unix/hello".to_string(),
-        })?,
-        sizes()?,
-        crate::bench_sched::section()?,
-        crate::bench_net::section()?,
-    ];
-    let mut out = String::from(
-        "# Benchmarks\n\nWritten by `cargo xtask bench` (do not edit by hand). Every figure lists the command\n\
-         that produced it.\n\n",
-    );
-    out.push_str(&machine());
+/// What every hvt figure here must be read with.
+const MACHINE_NOTE: &str = "/dev/kvm on the machines these figures come from is a nested, software-assisted KVM: guest\n\
+    instructions are emulated (a register-only `dec; jnz` loop runs ~4000 times slower in an hvt guest\n\
+    than in an spt one) and a VM exit costs 25-30 us, so hvt figures here are far below what hardware\n\
+    KVM gives; spt and unix run natively.\n";
+
+/// A benchmark: its name on the command line and what it measures.
+struct Bench {
+    /// `cargo xtask bench NAME`.
+    name: &'static str,
+    /// Produces its sections.
+    run: fn() -> Result<Vec<Section>>,
+}
+
+fn boot_sections() -> Result<Vec<Section>> {
+    Ok(vec![boot(|p| match p {
+        "hvt" => format!("{HVT} --mem=32 target/unikernels/hvt/hello"),
+        "spt" => format!("{SPT} --mem=32 target/unikernels/spt/hello"),
+        _ => "target/unikernels/unix/hello".to_string(),
+    })?])
+}
+
+/// Every benchmark, in the order `cargo xtask bench` runs them. A new one
+/// is a module with a function returning its sections, listed here.
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "boot",
+        run: boot_sections,
+    },
+    Bench {
+        name: "sizes",
+        run: || Ok(vec![sizes()?]),
+    },
+    Bench {
+        name: "sched",
+        run: || Ok(vec![crate::bench_sched::section()?]),
+    },
+    Bench {
+        name: "net",
+        run: || Ok(vec![crate::bench_net::section()?]),
+    },
+];
+
+const HEADER: &str = "# Benchmarks\n\nWritten by `cargo xtask bench` (do not edit by hand). Every figure lists the command\n\
+    that produced it. `cargo xtask bench NAME...` reruns only the named benchmarks; sections it does\n\
+    not produce are kept as they were, each with the commit and date it was measured at.\n\n";
+
+/// Splits a results file into its sections (`## Title` and the body up to
+/// the next one), in order.
+fn parse_sections(text: &str) -> Vec<Section> {
+    let mut out: Vec<Section> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if let Some(title) = line.strip_prefix("## ") {
+            out.push(Section {
+                title: title.trim_end().to_string(),
+                body: String::new(),
+            });
+        } else if let Some(s) = out.last_mut() {
+            s.body.push_str(line);
+        }
+    }
+    for s in &mut out {
+        let trimmed = s.body.trim_matches('\n').len();
+        let start = s.body.len() - s.body.trim_start_matches('\n').len();
+        s.body = format!("{}\n", &s.body[start..start + trimmed]);
+    }
+    out
+}
+
+/// Replaces the sections of `old` that `new` has (by title), keeps the
+/// others in place, and appends the new titles.
+fn merge_sections(old: Vec<Section>, new: Vec<Section>) -> Vec<Section> {
+    let mut out = old;
+    for s in new {
+        match out.iter_mut().find(|o| o.title == s.title) {
+            Some(o) => *o = s,
+            None => out.push(s),
+        }
+    }
+    out
+}
+
+/// Runs the named benchmarks (all of them if `args` is empty) and merges
+/// their sections into BENCHMARKS.md.
+pub fn run(args: &[String]) -> Result<()> {
+    for a in args {
+        if !BENCHES.iter().any(|b| b.name == a) {
+            let names: Vec<&str> = BENCHES.iter().map(|b| b.name).collect();
+            bail!("no benchmark `{a}` (there are: {})", names.join(", "));
+        }
+    }
+    let stamp = machine();
+    let mut produced = Vec::new();
+    for b in BENCHES {
+        if !args.is_empty() && !args.iter().any(|a| a == b.name) {
+            continue;
+        }
+        eprintln!("xtask bench: {}", b.name);
+        for mut s in (b.run)()? {
+            s.body = format!("{stamp}\n{}", s.body);
+            produced.push(s);
+        }
+    }
+    let path = root().join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let sections = merge_sections(parse_sections(&old), produced);
+    let mut out = String::from(HEADER);
+    out.push_str(MACHINE_NOTE);
     for s in sections {
         write!(out, "\n## {}\n\n{}", s.title, s.body)?;
     }
-    std::fs::write(root().join("BENCHMARKS.md"), &out)?;
+    std::fs::write(&path, &out)?;
     print!("{out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_keeps_sections_the_run_did_not_produce() {
+        let old = parse_sections("# B\n\nintro\n\n## A\n\nold a\n\n## K\n\nkept\n| x |\n");
+        assert_eq!(old.len(), 2);
+        assert_eq!(old[1].body, "kept\n| x |\n");
+        let new = vec![
+            Section {
+                title: "A".into(),
+                body: "new a\n".into(),
+            },
+            Section {
+                title: "C".into(),
+                body: "c\n".into(),
+            },
+        ];
+        let m = merge_sections(old, new);
+        let titles: Vec<&str> = m.iter().map(|s| s.title.as_str()).collect();
+        assert_eq!(titles, ["A", "K", "C"]);
+        assert_eq!(m[0].body, "new a\n");
+        assert_eq!(m[1].body, "kept\n| x |\n");
+    }
 }

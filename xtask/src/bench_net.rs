@@ -15,11 +15,14 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{LazyLock, mpsc};
 use std::time::{Duration, Instant};
 
-const CLIENT: &str = "mgbench-client";
-const SERVER: &str = "mgbench-nginx";
+// Named after this process, so that benchmark runs of two checkouts never
+// share a namespace.
+static CLIENT: LazyLock<String> =
+    LazyLock::new(|| format!("mgbench-client-{}", std::process::id()));
+static SERVER: LazyLock<String> = LazyLock::new(|| format!("mgbench-nginx-{}", std::process::id()));
 
 fn ip(args: &[&str]) -> Result<()> {
     let st = Command::new("ip").args(args).status().context("ip")?;
@@ -34,29 +37,72 @@ struct Net;
 
 impl Net {
     fn new() -> Result<Self> {
-        for ns in [CLIENT, SERVER] {
+        for ns in [CLIENT.as_str(), SERVER.as_str()] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
             ip(&["netns", "add", ns])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         ip(&[
-            "-n", CLIENT, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns",
-            SERVER,
+            "-n",
+            CLIENT.as_str(),
+            "link",
+            "add",
+            "veth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth1",
+            "netns",
+            SERVER.as_str(),
         ])?;
-        ip(&["-n", CLIENT, "addr", "add", "10.1.0.1/24", "dev", "veth0"])?;
-        ip(&["-n", SERVER, "addr", "add", "10.1.0.2/24", "dev", "veth1"])?;
-        ip(&["-n", CLIENT, "link", "set", "veth0", "up"])?;
-        ip(&["-n", SERVER, "link", "set", "veth1", "up"])?;
-        ip(&["-n", CLIENT, "tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-        ip(&["-n", CLIENT, "addr", "add", "10.0.0.1/24", "dev", "tap0"])?;
-        ip(&["-n", CLIENT, "link", "set", "tap0", "up"])?;
+        ip(&[
+            "-n",
+            CLIENT.as_str(),
+            "addr",
+            "add",
+            "10.1.0.1/24",
+            "dev",
+            "veth0",
+        ])?;
+        ip(&[
+            "-n",
+            SERVER.as_str(),
+            "addr",
+            "add",
+            "10.1.0.2/24",
+            "dev",
+            "veth1",
+        ])?;
+        ip(&["-n", CLIENT.as_str(), "link", "set", "veth0", "up"])?;
+        ip(&["-n", SERVER.as_str(), "link", "set", "veth1", "up"])?;
+        ip(&[
+            "-n",
+            CLIENT.as_str(),
+            "tuntap",
+            "add",
+            "dev",
+            "tap0",
+            "mode",
+            "tap",
+        ])?;
+        ip(&[
+            "-n",
+            CLIENT.as_str(),
+            "addr",
+            "add",
+            "10.0.0.1/24",
+            "dev",
+            "tap0",
+        ])?;
+        ip(&["-n", CLIENT.as_str(), "link", "set", "tap0", "up"])?;
         Ok(Self)
     }
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for ns in [CLIENT, SERVER] {
+        for ns in [CLIENT.as_str(), SERVER.as_str()] {
             let _ = Command::new("sh")
                 .args([
                     "-c",
@@ -75,7 +121,9 @@ fn in_ns(ns: &str, program: &str) -> Command {
 
 fn xtask_in_client(args: &[&str]) -> Result<String> {
     let me = std::env::current_exe()?;
-    let out = in_ns(CLIENT, me.to_str().unwrap()).args(args).output()?;
+    let out = in_ns(CLIENT.as_str(), me.to_str().unwrap())
+        .args(args)
+        .output()?;
     if !out.status.success() {
         bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -94,13 +142,13 @@ impl Guest {
         let img = r.join("target/unikernels").join(platform).join(image);
         let mut c = match platform {
             "unix" => {
-                let mut c = in_ns(CLIENT, img.to_str().unwrap());
+                let mut c = in_ns(CLIENT.as_str(), img.to_str().unwrap());
                 c.arg("--net:service=tap0").arg("--");
                 c
             }
             p => {
                 let mut c = in_ns(
-                    CLIENT,
+                    CLIENT.as_str(),
                     r.join(format!("target/release/morgana-{p}"))
                         .to_str()
                         .unwrap(),
@@ -162,7 +210,7 @@ impl Drop for Guest {
 }
 
 fn wrk(url: &str) -> Result<(f64, String)> {
-    let out = in_ns(CLIENT, "wrk")
+    let out = in_ns(CLIENT.as_str(), "wrk")
         .args([
             "-t",
             "2",
@@ -210,7 +258,7 @@ fn nginx(page: &str) -> Result<Child> {
         d = dir.display()
     );
     std::fs::write(dir.join("nginx.conf"), conf)?;
-    let child = in_ns(SERVER, "nginx")
+    let child = in_ns(SERVER.as_str(), "nginx")
         .args(["-c", dir.join("nginx.conf").to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -282,7 +330,7 @@ pub fn section() -> Result<Section> {
             )?;
             let idle = g.allocated()?;
             let me = std::env::current_exe()?;
-            let mut hold = in_ns(CLIENT, me.to_str().unwrap())
+            let mut hold = in_ns(CLIENT.as_str(), me.to_str().unwrap())
                 .args(["__hold", "10.0.0.2:80", "100"])
                 .stdout(Stdio::piped())
                 .spawn()?;
