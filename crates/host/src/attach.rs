@@ -108,6 +108,11 @@ pub enum AttachError {
         /// Sector size.
         sector: u16,
     },
+    /// `--net:NAME=socket` where there are no host sockets (a tender).
+    #[error(
+        "--net:{0}=socket: host sockets are only for unix builds (a tender needs a tap: --net:{0}=TAP)"
+    )]
+    SocketsUnsupported(String),
     /// Declared devices left unattached.
     #[error("declared but not attached: {0} (every declared device must be attached)")]
     NotAttached(String),
@@ -164,6 +169,9 @@ pub fn attach_devices(manifest: &Manifest, opts: &[DeviceOpt]) -> Result<Attache
                 let h = lookup(&m, name, DeviceKind::Net)?;
                 if devices.iter().any(|d| d.handle == h) {
                     return Err(AttachError::Duplicate(name.clone()));
+                }
+                if iface == "socket" {
+                    return Err(AttachError::SocketsUnsupported(name.clone()));
                 }
                 let t = tap::attach(iface).map_err(|source| AttachError::Tap {
                     name: name.clone(),

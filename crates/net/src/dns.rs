@@ -1,7 +1,7 @@
 //! DNS lookups through the configured (or DHCP-provided) servers.
 
 use crate::Error;
-use crate::stack::Stack;
+use crate::stack::SmolStack;
 use alloc::vec::Vec;
 use core::future::poll_fn;
 use core::task::Poll;
@@ -11,7 +11,7 @@ use smoltcp::wire::{DnsQueryType, IpAddress};
 
 /// A query in flight: cancelled (its slot freed) if dropped unfinished.
 struct Query<'a> {
-    stack: &'a Stack,
+    stack: &'a SmolStack,
     socket: SocketHandle,
     handle: Option<QueryHandle>,
 }
@@ -27,7 +27,7 @@ impl Drop for Query<'_> {
     }
 }
 
-impl Stack {
+impl SmolStack {
     /// Resolves `name` to its IPv4 addresses (an address literal resolves
     /// to itself).
     pub async fn dns_lookup(&self, name: &str) -> Result<Vec<IpAddress>, Error> {

@@ -30,25 +30,43 @@
 //! bounded ([`Limits`]): the number of sockets, each socket's buffers, and
 //! the handshakes a listener keeps pending; half-open connections time out
 //! and a closed connection's memory is freed.
+//!
+//! # Host sockets (unix)
+//!
+//! On the unix platform, `--net:NAME=socket` serves the same API with the
+//! host kernel's sockets instead of smoltcp over a tap (MirageOS's socket
+//! stack): the unikernel runs as an ordinary, unprivileged process with no
+//! tap. Sockets are non-blocking and the scheduler waits for them with
+//! epoll, so reads suspend as on a tap. The stack's options keep their
+//! meaning where the host allows: `--ipv4`/`--ipv6` are the addresses to
+//! bind (default: every address, dual-stack), `--dns-server` the DNS servers
+//! (default: `/etc/resolv.conf`'s), `--max-sockets`, `--backlog`
+//! (`listen`'s), `--tcp-buffer`/`--udp-buffer` (socket buffer sizes, the
+//! kernel's autotuning unless given), the handshake timeout (connect) and
+//! the idle timeout (a read waiting that long resets the connection). The
+//! gateways are the host's routes: `--ipv4-gateway`/`--ipv6-gateway` are
+//! refused at boot.
 
 #![no_std]
 
 extern crate alloc;
 
+mod api;
 mod config;
 mod device;
 mod dns;
+#[cfg(target_os = "linux")]
+mod host;
 mod stack;
 mod tcp;
 mod udp;
 
+pub use api::{Stack, TcpListener, TcpStream, UdpSocket};
 pub use config::{Config, Limits};
 pub use smoltcp::wire::{
     IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr,
 };
-pub use stack::{Stack, StackStats};
-pub use tcp::{TcpListener, TcpStream};
-pub use udp::UdpSocket;
+pub use stack::StackStats;
 
 /// A network error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +91,9 @@ pub enum Error {
     NoDnsServer,
     /// The name could not be resolved.
     DnsFailed,
+    /// The host refused (host sockets: a port below 1024 without the
+    /// privilege to bind it, say).
+    PermissionDenied,
 }
 
 impl core::fmt::Display for Error {
@@ -88,6 +109,10 @@ impl core::fmt::Display for Error {
             Self::InvalidInput => "invalid input",
             Self::NoDnsServer => "no DNS server configured",
             Self::DnsFailed => "DNS lookup failed",
+            Self::PermissionDenied => {
+                "permission denied by the host (ports below 1024 need privilege, see \
+                 net.ipv4.ip_unprivileged_port_start)"
+            }
         })
     }
 }
@@ -107,6 +132,7 @@ impl embedded_io_async::Error for Error {
             Self::TooManySockets => K::OutOfMemory,
             Self::InvalidInput => K::InvalidInput,
             Self::NoDnsServer | Self::DnsFailed => K::Other,
+            Self::PermissionDenied => K::PermissionDenied,
         }
     }
 }

@@ -385,13 +385,13 @@ impl Inner {
 /// A TCP/IP stack over a network device. Cloning gives another handle to
 /// the same stack.
 #[derive(Clone)]
-pub struct Stack {
+pub(crate) struct SmolStack {
     pub(crate) inner: Rc<RefCell<Inner>>,
 }
 
-impl core::fmt::Debug for Stack {
+impl core::fmt::Debug for SmolStack {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Stack")
+        f.debug_struct("SmolStack")
             .field("ipv4", &self.ipv4_addr())
             .finish()
     }
@@ -410,7 +410,7 @@ fn eui64_link_local(mac: [u8; 6]) -> Ipv6Address {
     )
 }
 
-impl Stack {
+impl SmolStack {
     /// Starts a stack on `net` with `config`, and its driver task.
     pub fn new(net: Net, config: Config) -> Result<Self, Error> {
         let mac = net.mac();
@@ -593,17 +593,5 @@ impl Future for Driver {
                 Poll::Pending => return Poll::Pending,
             }
         }
-    }
-}
-
-impl morgana::Device for Stack {
-    const NEEDS: &'static [morgana::abi::mft::DeviceKind] = &[morgana::abi::mft::DeviceKind::Net];
-
-    async fn connect(names: &'static [&'static str]) -> Result<Self, morgana::DeviceError> {
-        let net = Net::acquire(names[0])?;
-        let config = Config::from_args(morgana::args())
-            .and_then(|c| c.limits.check(morgana::mem_stats().heap_size).map(|()| c))
-            .map_err(|e| morgana::DeviceError::new(names[0], e))?;
-        Stack::new(net, config).map_err(|e| morgana::DeviceError::new(names[0], e))
     }
 }

@@ -1,7 +1,7 @@
 //! TCP: listeners and streams, with an async API in the style of tokio's.
 
 use crate::Error;
-use crate::stack::{Inner, Listener, Stack};
+use crate::stack::{Inner, Listener, SmolStack};
 use alloc::vec::Vec;
 use core::future::poll_fn;
 use core::task::{Context, Poll};
@@ -13,14 +13,14 @@ use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 /// handshake or waiting for `accept` at once (each has its own listening
 /// socket); further SYNs are dropped, so clients retry, until one is
 /// accepted or times out.
-pub struct TcpListener {
-    stack: Stack,
+pub(crate) struct SmolListener {
+    stack: SmolStack,
     port: u16,
 }
 
-impl TcpListener {
+impl SmolListener {
     /// Listens on `port` on every address of `stack`.
-    pub fn bind(stack: &Stack, port: u16) -> Result<Self, Error> {
+    pub fn bind(stack: &SmolStack, port: u16) -> Result<Self, Error> {
         if port == 0 {
             return Err(Error::InvalidInput);
         }
@@ -61,7 +61,7 @@ impl TcpListener {
     }
 
     /// Waits for a connection; returns it and the peer's address.
-    pub async fn accept(&self) -> Result<(TcpStream, IpEndpoint), Error> {
+    pub async fn accept(&self) -> Result<(SmolStream, IpEndpoint), Error> {
         let mut yielded = false;
         poll_fn(|cx| {
             if morgana::cooperate(cx, &mut yielded) {
@@ -102,7 +102,7 @@ impl TcpListener {
             i.update_full_ports();
             i.notify();
             Poll::Ready(Ok((
-                TcpStream {
+                SmolStream {
                     stack: self.stack.clone(),
                     handle: h,
                 },
@@ -113,7 +113,7 @@ impl TcpListener {
     }
 }
 
-impl Drop for TcpListener {
+impl Drop for SmolListener {
     fn drop(&mut self) {
         let mut i = self.stack.inner.borrow_mut();
         if let Some(l) = i.listeners.remove(&self.port) {
@@ -139,23 +139,23 @@ impl Drop for TcpListener {
 /// task waiting on the same direction replaces the first's wake-up (as in
 /// smoltcp), so the first is not woken again until something else polls
 /// it: give each direction of a stream to one task.
-pub struct TcpStream {
-    stack: Stack,
+pub(crate) struct SmolStream {
+    stack: SmolStack,
     handle: SocketHandle,
 }
 
-impl core::fmt::Debug for TcpStream {
+impl core::fmt::Debug for SmolStream {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("TcpStream")
+        f.debug_struct("SmolStream")
             .field("local", &self.local_addr())
             .field("peer", &self.peer_addr())
             .finish()
     }
 }
 
-impl TcpStream {
+impl SmolStream {
     /// Connects to `remote` (an address and port).
-    pub async fn connect(stack: &Stack, remote: impl Into<IpEndpoint>) -> Result<Self, Error> {
+    pub async fn connect(stack: &SmolStack, remote: impl Into<IpEndpoint>) -> Result<Self, Error> {
         let remote = remote.into();
         let handle = {
             let mut guard = stack.inner.borrow_mut();
@@ -299,15 +299,6 @@ impl TcpStream {
         .await
     }
 
-    /// Writes all of `buf`.
-    pub async fn write_all(&self, mut buf: &[u8]) -> Result<(), Error> {
-        while !buf.is_empty() {
-            let n = self.write(buf).await?;
-            buf = &buf[n..];
-        }
-        Ok(())
-    }
-
     /// Waits until everything written has been acknowledged by the peer.
     pub async fn flush(&self) -> Result<(), Error> {
         let mut yielded = false;
@@ -369,29 +360,9 @@ impl TcpStream {
     }
 }
 
-impl Drop for TcpStream {
+impl Drop for SmolStream {
     fn drop(&mut self) {
         let mut i = self.stack.inner.borrow_mut();
         i.retire(self.handle);
-    }
-}
-
-impl embedded_io_async::ErrorType for TcpStream {
-    type Error = Error;
-}
-
-impl embedded_io_async::Read for TcpStream {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        TcpStream::read(self, buf).await
-    }
-}
-
-impl embedded_io_async::Write for TcpStream {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
-        TcpStream::write(self, buf).await
-    }
-
-    async fn flush(&mut self) -> Result<(), Error> {
-        TcpStream::flush(self).await
     }
 }

@@ -1,7 +1,7 @@
 //! UDP sockets.
 
 use crate::Error;
-use crate::stack::Stack;
+use crate::stack::SmolStack;
 use alloc::vec;
 use core::future::poll_fn;
 use core::task::Poll;
@@ -10,15 +10,15 @@ use smoltcp::socket::udp;
 use smoltcp::wire::IpEndpoint;
 
 /// A UDP socket bound to a local port.
-pub struct UdpSocket {
-    stack: Stack,
+pub(crate) struct SmolUdp {
+    stack: SmolStack,
     handle: SocketHandle,
     port: u16,
 }
 
-impl UdpSocket {
+impl SmolUdp {
     /// Binds `port` (0 picks an ephemeral port).
-    pub fn bind(stack: &Stack, port: u16) -> Result<Self, Error> {
+    pub fn bind(stack: &SmolStack, port: u16) -> Result<Self, Error> {
         let mut i = stack.inner.borrow_mut();
         let port = if port == 0 { i.ephemeral_port() } else { port };
         // smoltcp would deliver every datagram to the first of two sockets
@@ -96,7 +96,7 @@ impl UdpSocket {
     }
 }
 
-impl Drop for UdpSocket {
+impl Drop for SmolUdp {
     fn drop(&mut self) {
         let mut i = self.stack.inner.borrow_mut();
         i.remove(self.handle);

@@ -103,6 +103,16 @@ impl core::fmt::Display for AcquireError {
 
 impl core::error::Error for AcquireError {}
 
+/// The handle of the attached platform device `name` of `kind`, without
+/// acquiring it.
+#[cfg_attr(not(morgana_platform = "unix"), allow(dead_code))]
+pub(crate) fn find(name: &str, kind: DeviceKind) -> Option<u64> {
+    BOOT.with(|b| {
+        let (h, e) = b.as_ref()?.manifest.find(name, kind)?;
+        e.attached().then_some(h as u64)
+    })
+}
+
 /// Acquires the platform device `name` of `kind`: returns its handle and
 /// manifest entry.
 pub(crate) fn acquire(name: &'static str, kind: DeviceKind) -> Result<(u64, Entry), AcquireError> {

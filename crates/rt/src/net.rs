@@ -76,6 +76,15 @@ impl Net {
     pub fn acquire(name: &'static str) -> Result<Self, DeviceError> {
         let (handle, e) = crate::boot::acquire(name, DeviceKind::Net)
             .map_err(|err| DeviceError::new(name, err))?;
+        #[cfg(all(morgana_platform = "unix", not(test)))]
+        if crate::platform::is_sockets(handle) {
+            return Err(DeviceError::new(
+                name,
+                "it is attached to the host's sockets (--net:NAME=socket), which carry no \
+                 Ethernet frames: only a TCP/IP stack (morgana_net::Stack) can use it; \
+                 attach a tap instead",
+            ));
+        }
         let (mac, mtu) = e.net();
         Ok(Self {
             handle,
@@ -196,5 +205,67 @@ impl Device for Net {
 
     async fn connect(names: &'static [&'static str]) -> Result<Self, DeviceError> {
         Net::acquire(names[0])
+    }
+}
+
+/// Host sockets (unix platform): a net device attached with
+/// `--net:NAME=socket` is served by the host kernel's TCP/IP stack instead
+/// of a tap. A TCP/IP stack acquires it with [`host::HostSockets::acquire`]
+/// and opens non-blocking host sockets, registering each with
+/// [`host::HostSockets::register`]; a task that finds a socket not ready
+/// calls [`host::HostSockets::wait`] and returns `Pending`, and the scheduler
+/// wakes it when epoll reports the socket ready (edge-triggered: wait only
+/// after an operation returned `EAGAIN`).
+#[cfg(all(morgana_platform = "unix", not(test)))]
+pub mod host {
+    use crate::device::DeviceError;
+    use core::task::Context;
+    use morgana_abi::mft::DeviceKind;
+    use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+    /// A net device attached to the host's sockets.
+    #[derive(Debug)]
+    pub struct HostSockets {
+        name: &'static str,
+    }
+
+    /// Whether the declared net device `name` is attached to the host's
+    /// sockets (`--net:NAME=socket`), without acquiring it.
+    pub fn is_attached(name: &str) -> bool {
+        crate::boot::find(name, DeviceKind::Net).is_some_and(crate::platform::is_sockets)
+    }
+
+    impl HostSockets {
+        /// Acquires net device `name`, which must be attached to host sockets.
+        pub fn acquire(name: &'static str) -> Result<Self, DeviceError> {
+            let (handle, _) = crate::boot::acquire(name, DeviceKind::Net)
+                .map_err(|err| DeviceError::new(name, err))?;
+            if !crate::platform::is_sockets(handle) {
+                return Err(DeviceError::new(name, "not attached to host sockets"));
+            }
+            Ok(Self { name })
+        }
+
+        /// The device's name.
+        pub fn name(&self) -> &'static str {
+            self.name
+        }
+
+        /// Adds a (non-blocking) host socket to the scheduler's epoll set.
+        pub fn register(&self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+            crate::platform::register_fd(fd.as_raw_fd())
+        }
+
+        /// Removes a socket from the epoll set; call it before closing it.
+        pub fn deregister(&self, fd: RawFd) {
+            crate::platform::deregister_fd(fd)
+        }
+
+        /// Wakes the current task when `fd` becomes readable (or, with
+        /// `write`, writable), or fails. One task per direction: a second
+        /// waiter replaces the first.
+        pub fn wait(&self, fd: RawFd, write: bool, cx: &Context<'_>) {
+            crate::platform::wait_fd(fd, write, cx.waker())
+        }
     }
 }

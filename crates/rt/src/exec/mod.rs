@@ -406,6 +406,9 @@ fn check_events() {
             !e.block_queue.is_empty(),
         )
     });
+    // Tasks waiting for host sockets (unix socket mode) count as network
+    // readers: the platform wakes them itself when it yields.
+    let net = net || platform::fd_waiters();
     if busy {
         if block {
             run_one_block_op();

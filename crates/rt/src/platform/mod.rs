@@ -39,6 +39,16 @@ pub(crate) use imp::{
 
 #[cfg(morgana_platform = "unix")]
 pub(crate) use imp::catch_panic;
+#[cfg(all(morgana_platform = "unix", not(test)))]
+pub(crate) use imp::{deregister_fd, is_sockets, register_fd, wait_fd};
+
+/// Whether a task waits for a host socket (unix socket mode).
+pub(crate) fn fd_waiters() -> bool {
+    #[cfg(all(morgana_platform = "unix", not(test)))]
+    return imp::fd_waiters();
+    #[cfg(not(all(morgana_platform = "unix", not(test))))]
+    false
+}
 
 /// Runs `f`; on the bare platforms a panic ends the unikernel (there is no
 /// unwinding), so this never returns `Err`.

@@ -8,6 +8,12 @@
 //! manifest the program declares, so an undeclared or unattached device is
 //! refused exactly as a tender refuses it. Block I/O follows the Solo5
 //! rules (one whole sector at an aligned, in-range offset, else `EINVAL`).
+//!
+//! `--net:NAME=socket` attaches the net device `NAME` to the host's own
+//! sockets instead of a tap (MirageOS's socket stack): a TCP/IP stack built
+//! on it (`morgana_net::Stack`) then opens non-blocking host sockets, and
+//! the scheduler waits for them with epoll, so network unikernels run as
+//! ordinary unprivileged processes.
 
 use crate::global::Global;
 use core::alloc::{GlobalAlloc, Layout};
@@ -16,6 +22,7 @@ use morgana_abi::Solo5Result;
 use morgana_abi::mft::{DeviceDecl, DeviceKind, Manifest};
 use std::alloc::System;
 use std::boxed::Box;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::IntoRawFd;
 use std::string::{String, ToString};
@@ -32,11 +39,40 @@ unsafe extern "Rust" {
 #[derive(Clone, Copy)]
 enum Dev {
     None,
-    Net { fd: i32 },
-    Block { fd: i32, capacity: u64, sector: u64 },
+    Net {
+        fd: i32,
+    },
+    /// A net device attached to the host's sockets (`--net:NAME=socket`).
+    Sockets,
+    Block {
+        fd: i32,
+        capacity: u64,
+        sector: u64,
+    },
 }
 
 static DEVS: Global<[Dev; 64]> = Global::new([Dev::None; 64]);
+
+/// The tasks waiting for a host socket: a reader and a writer per socket.
+#[derive(Default)]
+struct FdWait {
+    read: Option<core::task::Waker>,
+    write: Option<core::task::Waker>,
+}
+
+/// Host sockets registered with the epoll set, and who waits on them.
+static FD_WAITS: Global<BTreeMap<i32, FdWait>> = Global::new(BTreeMap::new());
+
+/// The epoll set the scheduler waits on: the taps (level-triggered, tagged
+/// with [`TAP_TAG`] and their handle) and the host sockets (edge-triggered,
+/// tagged with their descriptor). -1 until the first device is attached.
+static EPOLL: Global<i32> = Global::new(-1);
+
+/// Marks an epoll event as a tap's (the low bits are its handle).
+const TAP_TAG: u64 = 1 << 40;
+
+/// The name `--net:NAME=VALUE` gives for host sockets.
+pub const SOCKETS: &str = "socket";
 
 std::thread_local! {
     static RUNTIME_THREAD: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
@@ -128,19 +164,40 @@ pub fn unix_main() -> i32 {
         println_help();
         std::process::exit(0);
     }
-    let opts = morgana_host::args::parse_unix(&args).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut opts = morgana_host::args::parse_unix(&args).unwrap_or_else(|e| fail(&e.to_string()));
     let decls: &'static [DeviceDecl] = __MORGANA_DECLS;
-    let manifest = Manifest::from_decls(decls)
+    let mut manifest = Manifest::from_decls(decls)
         .unwrap_or_else(|| fail("the program's device declarations are invalid"));
+    let sockets = attach_sockets(&mut manifest, &mut opts.devices).unwrap_or_else(|e| fail(&e));
     let attached = morgana_host::attach_devices(&manifest, &opts.devices)
         .unwrap_or_else(|e| fail(&e.to_string()));
     let cmdline = morgana_host::args::guest_cmdline(&opts.guest_args).unwrap_or_else(|e| fail(&e));
+    let epoll =
+        new_epoll().unwrap_or_else(|e| fail(&std::format!("cannot create an epoll set: {e}")));
+    EPOLL.with(|e| *e = epoll);
     DEVS.with(|devs| {
+        for &h in &sockets {
+            devs[h] = Dev::Sockets;
+        }
         for d in attached.devices {
             let e = attached.manifest.entries()[d.handle];
             let fd = d.fd.into_raw_fd();
             devs[d.handle] = match d.kind {
-                DeviceKind::Net => Dev::Net { fd },
+                DeviceKind::Net => {
+                    let mut ev = libc::epoll_event {
+                        events: libc::EPOLLIN as u32,
+                        u64: TAP_TAG | d.handle as u64,
+                    };
+                    // SAFETY: adding a valid descriptor to our epoll set.
+                    if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+                        fail(&std::format!(
+                            "cannot wait for net device '{}': {}",
+                            d.name,
+                            std::io::Error::last_os_error()
+                        ));
+                    }
+                    Dev::Net { fd }
+                }
                 DeviceKind::Block => {
                     let (capacity, sector) = e.block();
                     Dev::Block {
@@ -168,10 +225,83 @@ pub fn unix_main() -> i32 {
     crate::boot::start(Box::leak(cmdline.into_boxed_str()), manifest)
 }
 
+/// Takes the `--net:NAME=socket` options out of `opts` and marks their
+/// devices attached (to the host's sockets: no tap, MAC 0, MTU 1500);
+/// returns their handles.
+fn attach_sockets(
+    manifest: &mut Manifest,
+    opts: &mut Vec<morgana_host::args::DeviceOpt>,
+) -> Result<Vec<usize>, String> {
+    use morgana_host::args::DeviceOpt;
+    let mut handles = Vec::new();
+    let mut err = None;
+    opts.retain(|o| match o {
+        DeviceOpt::Net { name, iface } if iface == SOCKETS => {
+            match manifest.find_any(name) {
+                Some(h) if manifest.entries()[h].kind() == Some(DeviceKind::Net) => {
+                    if handles.contains(&h) {
+                        err.get_or_insert(std::format!(
+                            "device '{name}' is attached more than once"
+                        ));
+                    }
+                    handles.push(h);
+                }
+                Some(_) => {
+                    err.get_or_insert(std::format!(
+                        "device '{name}' is not a net device: only net devices use host sockets"
+                    ));
+                }
+                None => {
+                    err.get_or_insert(std::format!(
+                        "device '{name}' is not declared by the unikernel"
+                    ));
+                }
+            }
+            false
+        }
+        _ => true,
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    for o in opts.iter() {
+        let h = manifest.find_any(o.name());
+        if h.is_some_and(|h| handles.contains(&h)) {
+            return Err(std::format!(
+                "device '{}' uses host sockets (--net:{}=socket): `{}` does not apply to it",
+                o.name(),
+                o.name(),
+                match o {
+                    DeviceOpt::Net { .. } => "--net",
+                    DeviceOpt::NetMac { .. } => "--net-mac",
+                    _ => "this option",
+                }
+            ));
+        }
+    }
+    for &h in &handles {
+        let e = &mut manifest.entries_mut()[h];
+        e.set_net([0; 6], 1500);
+        e.set_attached(true);
+        e.set_hostfd(-1);
+    }
+    Ok(handles)
+}
+
+fn new_epoll() -> std::io::Result<i32> {
+    // SAFETY: creates a descriptor; no pointers involved.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(fd)
+    }
+}
+
 fn println_help() {
     let decls: &'static [DeviceDecl] = __MORGANA_DECLS;
     let mut s = std::format!(
-        "usage: {} [--net:NAME=TAP] [--net-mac:NAME=MAC] [--block:NAME=FILE] \
+        "usage: {} [--net:NAME=TAP|socket] [--net-mac:NAME=MAC] [--block:NAME=FILE] \
          [--block-sector-size:NAME=N] [--] [ARGS...]\n\
          A Morgana unikernel built for the unix platform.\nDevices it declares:",
         program_name()
@@ -241,38 +371,110 @@ pub fn clock_wall() -> u64 {
     clock(libc::CLOCK_REALTIME)
 }
 
-/// Sleeps until `deadline` or network input; returns the ready handles.
+/// Sleeps until `deadline` or network input; returns the ready handles of
+/// the taps, and wakes the tasks waiting for host sockets that are ready.
 pub fn yield_until(deadline: u64) -> u64 {
-    let (mut fds, handles): (Vec<libc::pollfd>, Vec<u64>) = DEVS.with(|devs| {
-        devs.iter()
-            .enumerate()
-            .filter_map(|(h, d)| match *d {
-                Dev::Net { fd } => Some((
-                    libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    },
-                    h as u64,
-                )),
-                _ => None,
-            })
-            .unzip()
-    });
+    let epoll = EPOLL.with(|e| *e);
+    if epoll < 0 {
+        // Before boot (nothing attached): just sleep.
+        let left = deadline.saturating_sub(clock_monotonic());
+        std::thread::sleep(core::time::Duration::from_nanos(left));
+        return 0;
+    }
     let left = deadline.saturating_sub(clock_monotonic());
     let ts = libc::timespec {
         tv_sec: (left / 1_000_000_000) as libc::time_t,
         tv_nsec: (left % 1_000_000_000) as libc::c_long,
     };
-    // SAFETY: fds is a valid pollfd array of its length.
-    let n = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as _, &ts, core::ptr::null()) };
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+    // SAFETY: `events` is a valid array of its length; `ts` a valid timeout.
+    let n = unsafe {
+        libc::epoll_pwait2(
+            epoll,
+            events.as_mut_ptr(),
+            events.len() as i32,
+            &ts,
+            core::ptr::null(),
+        )
+    };
     if n <= 0 {
         return 0;
     }
-    fds.iter()
-        .zip(handles)
-        .filter(|(p, _)| p.revents != 0)
-        .fold(0, |set, (_, h)| set | (1 << h))
+    let mut ready = 0;
+    let mut woken = Vec::new();
+    FD_WAITS.with(|waits| {
+        for ev in &events[..n as usize] {
+            let (data, flags) = (ev.u64, ev.events);
+            if data & TAP_TAG != 0 {
+                ready |= 1 << (data & 63);
+                continue;
+            }
+            let Some(w) = waits.get_mut(&(data as i32)) else {
+                continue;
+            };
+            let err = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+            if flags & (libc::EPOLLIN | libc::EPOLLRDHUP) as u32 | err != 0 {
+                woken.extend(w.read.take());
+            }
+            if flags & libc::EPOLLOUT as u32 | err != 0 {
+                woken.extend(w.write.take());
+            }
+        }
+    });
+    for w in woken {
+        w.wake();
+    }
+    ready
+}
+
+/// Whether a task waits for a host socket.
+pub fn fd_waiters() -> bool {
+    FD_WAITS.with(|w| w.values().any(|w| w.read.is_some() || w.write.is_some()))
+}
+
+/// Whether net device `handle` is attached to the host's sockets.
+pub fn is_sockets(handle: u64) -> bool {
+    matches!(dev(handle), Dev::Sockets)
+}
+
+/// Adds host socket `fd` to the scheduler's epoll set (edge-triggered).
+pub fn register_fd(fd: i32) -> std::io::Result<()> {
+    let epoll = EPOLL.with(|e| *e);
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+        u64: fd as u64,
+    };
+    // SAFETY: adding a descriptor to our epoll set; the kernel checks it.
+    if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    FD_WAITS.with(|w| w.insert(fd, FdWait::default()));
+    Ok(())
+}
+
+/// Removes host socket `fd` from the epoll set (before it is closed), and
+/// drops its waiters' wakers.
+pub fn deregister_fd(fd: i32) {
+    let epoll = EPOLL.with(|e| *e);
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: removing a descriptor from our epoll set; the kernel checks it.
+    unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, fd, &mut ev) };
+    let w = FD_WAITS.with(|w| w.remove(&fd));
+    drop(w);
+}
+
+/// Makes `waker` the one woken when host socket `fd` becomes readable
+/// (`write == false`) or writable.
+pub fn wait_fd(fd: i32, write: bool, waker: &core::task::Waker) {
+    let old = FD_WAITS.with(|waits| {
+        let w = waits.entry(fd).or_default();
+        let slot = if write { &mut w.write } else { &mut w.read };
+        match slot {
+            Some(s) if s.will_wake(waker) => None,
+            _ => slot.replace(waker.clone()),
+        }
+    });
+    drop(old);
 }
 
 fn dev(handle: u64) -> Dev {
