@@ -33,6 +33,8 @@ impl Monitor for Spt {
     const HELP: &'static str = "The guest runs in this process under a seccomp filter: a forbidden system call\n\
          kills it with SIGSYS (status 159), a bad memory access with SIGSEGV (status 139).";
 
+    const GDB: bool = false;
+
     fn mem_size(requested: u64) -> Result<u64, TenderError> {
         let mem = requested & !(morgana_abi::PAGE_SIZE - 1);
         if !(2 << 20..=MAX_MEM_SIZE).contains(&mem) {
