@@ -464,8 +464,11 @@ impl<'a> BlockingEventLoop for EventLoop<'a> {
         conn: &mut Conn,
     ) -> Result<run_blocking::Event<StopReason>, WaitForStopReasonError<TenderError, io::Error>>
     {
-        if let Some(e) = target.fault.take() {
-            return Err(WaitForStopReasonError::Target(e));
+        if let Some(e) = &target.fault {
+            // Resumed after a fault: the guest cannot go on.
+            return Ok(run_blocking::Event::TargetStopped(StopReason::Terminated(
+                fault_signal(e),
+            )));
         }
         loop {
             if conn
@@ -492,9 +495,11 @@ impl<'a> BlockingEventLoop for EventLoop<'a> {
                     }
                 }
                 Err(e) => {
-                    eprintln!("morgana-hvt: {e}");
-                    eprintln!("morgana-hvt: the guest stopped with this error: continuing ends it");
                     let sig = fault_signal(&e);
+                    eprintln!(
+                        "morgana-hvt: the guest stopped on an error (gdb sees {sig}); \
+                         continuing ends the guest and reports it"
+                    );
                     target.fault = Some(e);
                     StopReason::Signal(sig)
                 }
@@ -526,9 +531,10 @@ pub(super) fn serve(vm: &mut Vm, devs: &mut Devices, conn: &TcpStream) -> Result
         Ok(DisconnectReason::Kill) => {
             Err(TenderError::Debug("the debugger killed the guest".into()))
         }
-        Ok(DisconnectReason::TargetTerminated(sig)) => Err(TenderError::Debug(format!(
-            "the guest was terminated with {sig}"
-        ))),
+        Ok(DisconnectReason::TargetTerminated(sig)) => Err(guest
+            .fault
+            .take()
+            .unwrap_or_else(|| TenderError::Debug(format!("the guest was terminated with {sig}")))),
         Ok(DisconnectReason::Disconnect) => {
             if let Some(e) = guest.fault.take() {
                 return Err(e);
