@@ -59,6 +59,16 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Print a trace file written by `--trace=FILE` (as text, or as
+    /// Chrome/Perfetto trace-event JSON for a timeline view).
+    Trace {
+        /// Print Chrome/Perfetto trace-event JSON (open it in ui.perfetto.dev
+        /// or chrome://tracing).
+        #[arg(long)]
+        json: bool,
+        /// The trace file.
+        file: PathBuf,
+    },
     /// Print an image's ABI target and its manifest (Solo5 JSON format).
     Manifest {
         /// Image path.
@@ -139,6 +149,15 @@ fn run() -> Result<()> {
                 None => Command::new(&path).args(&args).exec(),
             };
             Err(err).with_context(|| format!("cannot run {}", path.display()))
+        }
+        Cmd::Trace { json, file } => {
+            let tr = morgana_cli::trace::read(&file)?;
+            if json {
+                println!("{}", morgana_cli::trace::to_json(&tr));
+            } else {
+                print!("{}", morgana_cli::trace::to_text(&tr));
+            }
+            Ok(())
         }
         Cmd::Manifest { image } => {
             let info = morgana_cli::inspect(&image)?;

@@ -22,6 +22,7 @@ pub mod hvt;
 pub mod image;
 pub mod sandbox;
 pub mod spt;
+pub mod trace;
 
 /// Everything a monitor needs to start the guest, validated.
 #[derive(Debug)]
@@ -38,6 +39,8 @@ pub struct Setup {
     pub cmdline: String,
     /// The tender's own debugging options.
     pub debug: DebugOpts,
+    /// With `--trace`: the trace file, created, to map over the guest's buffer.
+    pub trace: Option<trace::TraceFile>,
 }
 
 /// Options of Morgana's tenders that are not Solo5's: debugging and
@@ -215,6 +218,11 @@ pub fn prepare<M: Monitor>(argv: &[String]) -> Result<Setup, TenderError> {
     let plan =
         elf::plan(&image.bytes, mem_size).map_err(|source| TenderError::Load { path, source })?;
     let cmdline = args::guest_cmdline(&opts.guest_args).map_err(TenderError::Cmdline)?;
+    let trace = debug
+        .trace
+        .as_deref()
+        .map(|p| trace::TraceFile::create(p, &image.bytes, &plan))
+        .transpose()?;
     Ok(Setup {
         image,
         plan,
@@ -222,6 +230,7 @@ pub fn prepare<M: Monitor>(argv: &[String]) -> Result<Setup, TenderError> {
         mem_size,
         cmdline,
         debug,
+        trace,
     })
 }
 

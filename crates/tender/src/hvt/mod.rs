@@ -77,6 +77,12 @@ impl Monitor for Hvt {
         };
         // Once confined, nothing may be closed or unmapped: the process
         // exits right after, and the kernel reclaims everything.
+        if let Some(t) = &setup.trace {
+            t.set_end(match &status {
+                Ok(s) => crate::trace::end_exited(*s),
+                Err(_) => morgana_abi::trace::END_ERROR,
+            });
+        }
         std::mem::forget(vm);
         std::mem::forget(setup);
         status
@@ -136,6 +142,12 @@ impl Vm {
 
         mem.write("low memory", 0, &memory::low_memory(setup.mem_size))?;
         mem.load(&setup.image.bytes, &setup.plan)?;
+        if let Some(t) = &setup.trace {
+            mem.check("trace buffer", t.addr, t.size)?;
+            // SAFETY: [addr, addr+size) lies in guest memory (checked just
+            // now), our own mapping at host_base(), which holds no Rust object.
+            unsafe { t.map_over(mem.host_base().wrapping_add(t.addr as usize))? };
+        }
         write_boot_info(&mem, setup)?;
 
         let vcpu = vm.create_vcpu(0).map_err(|e| kvm_err("create vCPU", e))?;
