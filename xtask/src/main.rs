@@ -32,6 +32,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dnsmasq-base", "dnsmasq"),
     ("nginx-light", "nginx"),
     ("time", "time"),
+    ("gdb", "gdb"),
 ];
 
 fn main() -> ExitCode {
@@ -175,6 +176,14 @@ fn build() -> Result<()> {
     for b in &built {
         eprintln!("  {:<4} {:<14} {:>8} bytes", b.platform, b.name, b.size);
     }
+    // Unoptimised hvt test kernels with symbols, for the gdb tests.
+    morgana_cli::build(&BuildOptions {
+        platforms: vec![Platform::Hvt],
+        packages: vec!["morgana-test-kernels".into()],
+        debug: true,
+        out: Some(root().join("target/unikernels-debug")),
+        workspace: Some(root()),
+    })?;
     Ok(())
 }
 

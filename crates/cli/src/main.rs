@@ -47,11 +47,27 @@ enum Cmd {
         /// Platform of the image (default: read from the image; unix if it has none).
         #[arg(long = "target", value_enum)]
         target: Option<Platform>,
+        /// Wait for gdb on 127.0.0.1:PORT before the first guest instruction (hvt).
+        #[arg(long, value_name = "PORT")]
+        gdb: Option<u16>,
+        /// Write the guest's trace buffer to FILE (hvt, spt; see `morgana trace`).
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
         /// Image path, or a name built by `morgana build` (e.g. `hello`).
         image: String,
         /// Tender options and unikernel arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Print a trace file written by `--trace=FILE` (as text, or as
+    /// Chrome/Perfetto trace-event JSON for a timeline view).
+    Trace {
+        /// Print Chrome/Perfetto trace-event JSON (open it in ui.perfetto.dev
+        /// or chrome://tracing).
+        #[arg(long)]
+        json: bool,
+        /// The trace file.
+        file: PathBuf,
     },
     /// Print an image's ABI target and its manifest (Solo5 JSON format).
     Manifest {
@@ -100,17 +116,48 @@ fn run() -> Result<()> {
         }
         Cmd::Run {
             target,
+            gdb,
+            trace,
             image,
             args,
         } => {
             let (platform, path) = resolve(target, &image)?;
+            if gdb.is_some() && platform != Platform::Hvt {
+                bail!(
+                    "--gdb needs an hvt image ({} is {platform}); debug unix builds with `gdb --args IMAGE ...`",
+                    path.display()
+                );
+            }
+            if trace.is_some() && platform.tender().is_none() {
+                bail!(
+                    "--trace needs an hvt or spt image ({} is {platform})",
+                    path.display()
+                );
+            }
+            let mut tender_args = Vec::new();
+            if let Some(port) = gdb {
+                tender_args.push(format!("--gdb={port}"));
+            }
+            if let Some(file) = trace {
+                tender_args.push(format!("--trace={}", file.display()));
+            }
+            tender_args.extend(split_options(&args, &path));
             let err = match platform.tender() {
                 Some(t) => Command::new(morgana_cli::find_tender(t)?)
-                    .args(split_options(&args, &path))
+                    .args(tender_args)
                     .exec(),
                 None => Command::new(&path).args(&args).exec(),
             };
             Err(err).with_context(|| format!("cannot run {}", path.display()))
+        }
+        Cmd::Trace { json, file } => {
+            let tr = morgana_cli::trace::read(&file)?;
+            if json {
+                println!("{}", morgana_cli::trace::to_json(&tr));
+            } else {
+                print!("{}", morgana_cli::trace::to_text(&tr));
+            }
+            Ok(())
         }
         Cmd::Manifest { image } => {
             let info = morgana_cli::inspect(&image)?;

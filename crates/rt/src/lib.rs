@@ -115,6 +115,7 @@ pub mod platform;
 #[cfg(not(feature = "raw"))]
 mod platform;
 pub mod random;
+pub mod trace;
 
 pub use block::{Block, BlockError, BlockInfo};
 pub use boot::{AcquireError, args, cmdline};

@@ -4,6 +4,7 @@
 //! run; it resumes when the platform reports the device ready. Writing is
 //! immediate and never suspends (a frame may be dropped by the host).
 
+use morgana_abi::trace::Kind;
 use crate::device::{Device, DeviceError};
 use crate::exec;
 use core::cell::Cell;
@@ -142,6 +143,7 @@ impl Net {
         }
         match crate::platform::net_read(self.handle, buf) {
             Ok(n) => {
+                crate::trace::record(Kind::NetRx, self.handle as u32, [n as u64, 0, 0]);
                 let mut s = self.stats.get();
                 s.rx_bytes += n as u64;
                 s.rx_packets += 1;
@@ -159,6 +161,11 @@ impl Net {
             return Err(NetError::BadFrameLength);
         }
         crate::platform::net_write(self.handle, frame).map_err(NetError::Device)?;
+        crate::trace::record(
+            Kind::NetTx,
+            self.handle as u32,
+            [frame.len() as u64, 0, 0],
+        );
         let mut s = self.stats.get();
         s.tx_bytes += frame.len() as u64;
         s.tx_packets += 1;

@@ -82,6 +82,22 @@ pub fn image(p: Platform, name: &str) -> PathBuf {
     path
 }
 
+/// The unoptimised image `name` with symbols, built for `p` by `cargo
+/// xtask build` (`morgana build --debug`) into
+/// `target/unikernels-debug/<platform>/<name>`.
+pub fn debug_image(p: Platform, name: &str) -> PathBuf {
+    let path = target_dir()
+        .join("unikernels-debug")
+        .join(p.name())
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the debug images with `cargo xtask build`",
+        path.display()
+    );
+    path
+}
+
 /// Fails the test unless /dev/kvm can be opened.
 pub fn require_kvm() {
     if let Err(e) = std::fs::File::options()

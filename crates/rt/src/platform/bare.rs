@@ -137,6 +137,11 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         super::console_write(b"morgana: panic while panicking\n");
         super::abort();
     }
+    if crate::trace::enabled() {
+        let mut p = crate::trace::Prefix::new();
+        let _ = write!(p, "{}", info.message());
+        crate::trace::text(morgana_abi::trace::Kind::Panic, 0, p.bytes());
+    }
     let mut out = crate::console::Buffered::new();
     let _ = write!(out, "morgana: panic: {}", info.message());
     if let Some(loc) = info.location() {

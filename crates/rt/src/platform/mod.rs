@@ -34,8 +34,18 @@ pub use imp::ABI_NOTE;
 pub use imp::NAME;
 pub(crate) use imp::{
     assert_runtime_thread, block_read, block_write, clock_monotonic, clock_wall, console_write,
-    exit, net_read, net_write, yield_until,
+    net_read, net_write, yield_until,
 };
+
+/// Ends the unikernel with `status` (recorded in the trace buffer first).
+pub(crate) fn exit(status: i32) -> ! {
+    crate::trace::record(
+        morgana_abi::trace::Kind::Exit,
+        status as u32,
+        [0, 0, 0],
+    );
+    imp::exit(status)
+}
 
 #[cfg(morgana_platform = "unix")]
 pub(crate) use imp::catch_panic;

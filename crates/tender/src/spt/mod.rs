@@ -33,6 +33,8 @@ impl Monitor for Spt {
     const HELP: &'static str = "The guest runs in this process under a seccomp filter: a forbidden system call\n\
          kills it with SIGSYS (status 159), a bad memory access with SIGSEGV (status 139).";
 
+    const GDB: bool = false;
+
     fn mem_size(requested: u64) -> Result<u64, TenderError> {
         let mem = requested & !(morgana_abi::PAGE_SIZE - 1);
         if !(2 << 20..=MAX_MEM_SIZE).contains(&mem) {
@@ -48,6 +50,13 @@ impl Monitor for Spt {
         check_personality()?;
         let mem = GuestMem::map(setup.mem_size)?;
         mem.load(&setup.image.bytes, &setup.plan)?;
+        if let Some(t) = &setup.trace {
+            let p = mem.at(t.addr, t.size)?;
+            // SAFETY: [addr, addr+size) lies in guest memory (checked by
+            // `at`), which is mapped at its own addresses and holds no
+            // Rust object.
+            unsafe { t.map_over(p)? };
+        }
         let waitset = Waitset::new(&setup)?;
         write_boot_info(&mem, &setup, &waitset)?;
         let filter = seccomp::filter(&setup, &waitset)?;
@@ -229,7 +238,7 @@ fn write_boot_info(mem: &GuestMem, setup: &Setup, ws: &Waitset) -> Result<(), Te
 /// drops everything the guest needs, confines itself to waiting and
 /// reporting, and reports how the guest ended.
 fn supervise(
-    setup: Setup,
+    mut setup: Setup,
     waitset: Waitset,
     mem: GuestMem,
     filter: &seccompiler::BpfProgram,
@@ -270,6 +279,7 @@ fn supervise(
     // The parent needs none of the guest's resources: close the devices,
     // the epoll set and the timerfd, unmap guest memory, and confine
     // itself to waiting for the child and reporting.
+    let trace = setup.trace.take();
     drop(setup);
     drop(waitset);
     mem.unmap();
@@ -289,9 +299,16 @@ fn supervise(
         }
     }
     if libc::WIFEXITED(status) {
-        return Ok(libc::WEXITSTATUS(status) as u8);
+        let s = libc::WEXITSTATUS(status) as u8;
+        if let Some(t) = &trace {
+            t.set_end(crate::trace::end_exited(s));
+        }
+        return Ok(s);
     }
     let sig = libc::WTERMSIG(status);
+    if let Some(t) = &trace {
+        t.set_end(morgana_abi::trace::END_SIGNAL | (sig as u64 & 0xff) << 8);
+    }
     eprintln!(
         "morgana-spt: guest killed by {} (signal {sig})",
         signal_name(sig)
