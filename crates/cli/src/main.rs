@@ -38,11 +38,12 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Run an image on its platform's tender (or directly, for unix).
+    /// Run an image on its platform's tender (QEMU for virtio, directly for unix).
     ///
     /// Everything after IMAGE is passed to the tender: device options first
     /// (`--net:NAME=TAP`, `--block:NAME=FILE`, `--mem=MiB`), then `--` and
-    /// the unikernel's own arguments.
+    /// the unikernel's own arguments. virtio also takes `--machine
+    /// microvm|q35` and `--accel kvm|tcg` (default: KVM if it works, else TCG).
     Run {
         /// Platform of the image (default: read from the image; unix if it has none).
         #[arg(long = "target", value_enum)]
@@ -104,6 +105,16 @@ fn run() -> Result<()> {
             args,
         } => {
             let (platform, path) = resolve(target, &image)?;
+            if platform == Platform::Virtio {
+                let (machine, accel, args) = morgana_cli::virtio::take_run_flags(&args)?;
+                let status = morgana_cli::virtio::run(&morgana_cli::virtio::RunOptions {
+                    image: path,
+                    machine,
+                    accel,
+                    args,
+                })?;
+                std::process::exit(status);
+            }
             let err = match platform.tender() {
                 Some(t) => Command::new(morgana_cli::find_tender(t)?)
                     .args(split_options(&args, &path))
@@ -143,6 +154,7 @@ fn resolve(target: Option<Platform>, image: &str) -> Result<(Platform, PathBuf)>
             None => match morgana_cli::inspect(&as_path).ok().map(|i| i.target()) {
                 Some("hvt") => Platform::Hvt,
                 Some("spt") => Platform::Spt,
+                Some("virtio") => Platform::Virtio,
                 _ => Platform::Unix,
             },
         };
