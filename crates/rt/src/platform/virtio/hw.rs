@@ -136,37 +136,50 @@ pub fn power_off(status: u8) -> ! {
 // ---- PIT, TSC and local APIC timer calibration ----
 
 const PIT_HZ: u64 = 1_193_182;
-/// Calibration window: 10 ms of PIT channel 2.
+/// Calibration window: 10 ms of PIT ticks.
 const CAL_TICKS: u64 = 11_932;
 
 /// Measures the TSC and local APIC timer (divide by 1) frequencies in Hz
-/// against PIT channel 2, counting down `CAL_TICKS` in mode 0 (its output,
-/// bit 5 of port 0x61, rises at zero). `None` if the PIT never counts.
+/// against PIT channel 0, counting down from 0xffff in mode 0, read back
+/// with latch commands until `CAL_TICKS` have passed (only ports 0x40 and
+/// 0x43: QEMU's microvm has a PIT but no port 0x61 to watch channel 2's
+/// output). `None` if the PIT does not count.
 pub fn calibrate() -> Option<(u64, u64)> {
-    let gate = inb(0x61);
-    outb(0x61, (gate & !0x02) | 0x01); // speaker off, gate on
-    outb(0x43, 0xb0); // channel 2, lobyte/hibyte, mode 0, binary
-    outb(0x42, (CAL_TICKS & 0xff) as u8);
-    outb(0x42, (CAL_TICKS >> 8) as u8);
+    let count = || {
+        outb(0x43, 0x00); // latch channel 0
+        let lo = inb(0x40);
+        let hi = inb(0x40);
+        u64::from(u16::from_le_bytes([lo, hi]))
+    };
+    outb(0x43, 0x30); // channel 0, lobyte/hibyte, mode 0, binary
+    outb(0x40, 0xff);
+    outb(0x40, 0xff);
     lapic_write(LAPIC_TIMER_DIV, 0xb); // divide by 1
     lapic_write(LAPIC_LVT_TIMER, 1 << 16); // masked
+    let start = count();
     lapic_write(LAPIC_TIMER_INIT, u32::MAX);
     let a0 = lapic_read(LAPIC_TIMER_CUR);
     let t0 = rdtsc();
     let mut spins = 0u64;
-    while inb(0x61) & 0x20 == 0 {
+    let mut elapsed;
+    loop {
+        elapsed = start.saturating_sub(count());
+        if elapsed >= CAL_TICKS {
+            break;
+        }
         spins += 1;
-        if spins > 200_000_000 {
-            outb(0x61, gate);
+        if spins > 2_000_000 {
+            lapic_write(LAPIC_TIMER_INIT, 0);
+            lapic_write(LAPIC_LVT_TIMER, u32::from(TIMER_VECTOR));
             return None;
         }
     }
     let t1 = rdtsc();
     let a1 = lapic_read(LAPIC_TIMER_CUR);
     lapic_write(LAPIC_TIMER_INIT, 0);
-    outb(0x61, gate);
-    let tsc = (t1 - t0) * PIT_HZ / CAL_TICKS;
-    let apic = u64::from(a0.wrapping_sub(a1)) * PIT_HZ / CAL_TICKS;
+    lapic_write(LAPIC_LVT_TIMER, u32::from(TIMER_VECTOR)); // one-shot
+    let tsc = (t1 - t0) * PIT_HZ / elapsed;
+    let apic = u64::from(a0.wrapping_sub(a1)) * PIT_HZ / elapsed;
     Some((tsc, apic))
 }
 
