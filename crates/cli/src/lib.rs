@@ -10,6 +10,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod virtio;
+
 /// A platform a unikernel can be built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Platform {
@@ -17,29 +19,37 @@ pub enum Platform {
     Hvt,
     /// Solo5 spt: a seccomp-confined process under `morgana-spt` or `solo5-spt`.
     Spt,
+    /// A standard VMM (QEMU microvm or q35, Firecracker): PVH boot, virtio devices.
+    Virtio,
     /// An ordinary Linux executable, for development and gdb.
     Unix,
 }
 
 impl Platform {
     /// Every platform.
-    pub const ALL: [Platform; 3] = [Platform::Hvt, Platform::Spt, Platform::Unix];
+    pub const ALL: [Platform; 4] = [
+        Platform::Hvt,
+        Platform::Spt,
+        Platform::Virtio,
+        Platform::Unix,
+    ];
 
     /// Its name (`hvt`, `spt`, `unix`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Hvt => "hvt",
             Self::Spt => "spt",
+            Self::Virtio => "virtio",
             Self::Unix => "unix",
         }
     }
 
-    /// The tender that runs it, if any.
+    /// The tender that runs it, if any (virtio images run on QEMU).
     pub fn tender(self) -> Option<&'static str> {
         match self {
             Self::Hvt => Some("morgana-hvt"),
             Self::Spt => Some("morgana-spt"),
-            Self::Unix => None,
+            Self::Virtio | Self::Unix => None,
         }
     }
 }

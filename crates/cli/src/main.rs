@@ -38,11 +38,12 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Run an image on its platform's tender (or directly, for unix).
+    /// Run an image on its platform's tender (QEMU for virtio, directly for unix).
     ///
     /// Everything after IMAGE is passed to the tender: device options first
     /// (`--net:NAME=TAP`, `--block:NAME=FILE`, `--mem=MiB`), then `--` and
-    /// the unikernel's own arguments.
+    /// the unikernel's own arguments. virtio also takes `--machine
+    /// microvm|q35` and `--accel kvm|tcg` (default: KVM if it works, else TCG).
     Run {
         /// Platform of the image (default: read from the image; unix if it has none).
         #[arg(long = "target", value_enum)]
@@ -134,6 +135,16 @@ fn run() -> Result<()> {
                     path.display()
                 );
             }
+            if platform == Platform::Virtio {
+                let (machine, accel, args) = morgana_cli::virtio::take_run_flags(&args)?;
+                let status = morgana_cli::virtio::run(&morgana_cli::virtio::RunOptions {
+                    image: path,
+                    machine,
+                    accel,
+                    args,
+                })?;
+                std::process::exit(status);
+            }
             let mut tender_args = Vec::new();
             if let Some(port) = gdb {
                 tender_args.push(format!("--gdb={port}"));
@@ -190,6 +201,7 @@ fn resolve(target: Option<Platform>, image: &str) -> Result<(Platform, PathBuf)>
             None => match morgana_cli::inspect(&as_path).ok().map(|i| i.target()) {
                 Some("hvt") => Platform::Hvt,
                 Some("spt") => Platform::Spt,
+                Some("virtio") => Platform::Virtio,
                 _ => Platform::Unix,
             },
         };

@@ -24,13 +24,24 @@ pub enum Platform {
     Hvt,
     /// `morgana-spt` (seccomp process).
     Spt,
+    /// QEMU `-M microvm` with virtio-mmio devices, through `morgana run`.
+    Virtio,
+    /// QEMU `-M q35` with virtio-pci devices (the same images as
+    /// [`Platform::Virtio`]; not in [`Platform::ALL`]: a subset of the
+    /// tests runs on it).
+    VirtioPci,
     /// A Linux process.
     Unix,
 }
 
 impl Platform {
     /// Every platform, in the order tests run them.
-    pub const ALL: [Platform; 3] = [Platform::Hvt, Platform::Spt, Platform::Unix];
+    pub const ALL: [Platform; 4] = [
+        Platform::Hvt,
+        Platform::Spt,
+        Platform::Virtio,
+        Platform::Unix,
+    ];
     /// The platforms with a tender.
     pub const TENDERS: [Platform; 2] = [Platform::Hvt, Platform::Spt];
 
@@ -39,8 +50,14 @@ impl Platform {
         match self {
             Self::Hvt => "hvt",
             Self::Spt => "spt",
+            Self::Virtio | Self::VirtioPci => "virtio",
             Self::Unix => "unix",
         }
+    }
+
+    /// Whether it runs on QEMU.
+    pub fn is_virtio(self) -> bool {
+        matches!(self, Self::Virtio | Self::VirtioPci)
     }
 }
 
@@ -52,11 +69,13 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// The tender of `p` (`None` for unix).
+/// The tender of `p` (`None` for unix; `morgana`, which runs QEMU, for
+/// virtio).
 pub fn tender(p: Platform) -> Option<PathBuf> {
     let name = match p {
         Platform::Hvt => "morgana-hvt",
         Platform::Spt => "morgana-spt",
+        Platform::Virtio | Platform::VirtioPci => "morgana",
         Platform::Unix => return None,
     };
     let path = target_dir().join("release").join(name);
@@ -118,10 +137,20 @@ pub fn require_root() {
 }
 
 /// The command that boots `name` on `p`: the tender with `opts` and the
-/// image, or (unix) the program itself with `opts`; then `guest` arguments.
+/// image, `morgana run --target virtio IMAGE` with `opts` (virtio, on
+/// QEMU), or (unix) the program itself with `opts`; then `guest` arguments.
 pub fn command(p: Platform, name: &str, opts: &[&str], guest: &[&str]) -> Command {
     let img = image(p, name);
     let mut c = match tender(p) {
+        Some(t) if p.is_virtio() => {
+            let mut c = Command::new(t);
+            c.args(["run", "--target", "virtio"]);
+            if p == Platform::VirtioPci {
+                c.args(["--machine", "q35"]);
+            }
+            c.arg(img).args(opts).arg("--");
+            c
+        }
         Some(t) => {
             let mut c = Command::new(t);
             c.args(opts).arg("--").arg(img);

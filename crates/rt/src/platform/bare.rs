@@ -1,6 +1,7 @@
-//! What the two bare platforms (hvt and spt) share: the `_start` entry
-//! point, the heap, the panic handler and a stack canary.
+//! What the bare platforms (hvt, spt, virtio) share: the heap, the panic
+//! handler, a stack canary and (hvt, spt) the Solo5 `_start` entry point.
 
+#[cfg(not(morgana_platform = "virtio"))]
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use talc::TalcLock;
@@ -10,6 +11,7 @@ use talc::source::Manual;
 // boot info address and rsp = top of memory - 8. Zero the BSS (Solo5's
 // loader may skip a segment without file bytes), realign the stack for a
 // call, and enter Rust.
+#[cfg(not(morgana_platform = "virtio"))]
 global_asm!(
     ".section .text._start,\"ax\"",
     ".global _start",
