@@ -246,9 +246,7 @@ fn supervise(
                 libc::_exit(1);
             }
         }
-        let e = match boot_guest(&setup, &waitset, filter) {
-            Err(e) => e,
-        };
+        let Err(e) = boot_guest(&setup, &waitset, filter);
         // The parent reports the child's status 1, as for any tender error.
         eprintln!("{}: {e}", Spt::NAME);
         // SAFETY: leaving the child at once.
