@@ -237,7 +237,18 @@ pub fn prepare<M: Monitor>(argv: &[String]) -> Result<Setup, TenderError> {
 /// The `main` of a tender binary. Exits the process directly (a guest may
 /// have confined the tender with seccomp, so the usual runtime clean-up at
 /// the end of `main` must not run).
+///
+/// The tender binaries call this from a C `main` (`#![no_main]`), skipping
+/// the standard library's start-up, which costs about 0.3 ms of a 1 ms spt
+/// boot. Of that start-up this keeps what matters to a tender: descriptors
+/// 0, 1 and 2 are open (on `/dev/null` if they were closed, so that a device
+/// never gets descriptor 1, the guest's console) and `SIGPIPE` is ignored (a
+/// closed stdout loses output, it does not kill the tender). What is lost is
+/// the stack-overflow message: an overflow is a plain `SIGSEGV`.
+/// Command-line arguments still come from `std::env::args_os` (glibc hands
+/// them to the standard library before `main`).
 pub fn main<M: Monitor>() -> ! {
+    sandbox::stdio_and_sigpipe();
     let code = run_main::<M>();
     let _ = std::io::stdout().flush();
     // `std::process::exit` would run the runtime's clean-up (sigaltstack,

@@ -48,20 +48,9 @@ impl Monitor for Spt {
 
     fn run(setup: Setup) -> Result<u8, TenderError> {
         check_personality()?;
-        let mem = GuestMem::map(setup.mem_size)?;
-        mem.load(&setup.image.bytes, &setup.plan)?;
-        if let Some(t) = &setup.trace {
-            let p = mem.at(t.addr, t.size)?;
-            // SAFETY: [addr, addr+size) lies in guest memory (checked by
-            // `at`), which is mapped at its own addresses and holds no
-            // Rust object.
-            unsafe { t.map_over(p)? };
-        }
         let waitset = Waitset::new(&setup)?;
-        write_boot_info(&mem, &setup, &waitset)?;
         let filter = seccomp::filter(&setup, &waitset)?;
-        let parent = seccomp::parent_filters()?;
-        supervise(setup, waitset, mem, &filter, &parent)
+        supervise(setup, waitset, &filter)
     }
 }
 
@@ -124,13 +113,6 @@ impl GuestMem {
                 "[{addr:#x}, +{len:#x}) lies outside guest memory"
             ))),
         }
-    }
-
-    /// Unmaps guest memory (in the parent, once the child runs the guest).
-    fn unmap(self) {
-        let base = spt::HOST_MEM_BASE;
-        // SAFETY: the mapping made by `map`; nothing refers to it any more.
-        unsafe { libc::munmap(base as *mut libc::c_void, (self.size - base) as usize) };
     }
 
     fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), TenderError> {
@@ -234,22 +216,25 @@ fn write_boot_info(mem: &GuestMem, setup: &Setup, ws: &Waitset) -> Result<(), Te
     mem.write(cmdline_addr, &cmdline)
 }
 
-/// Forks: the child confines itself and becomes the guest; the parent
-/// drops everything the guest needs, confines itself to waiting and
-/// reporting, and reports how the guest ended.
+/// Forks: the child maps guest memory, loads the image, confines itself
+/// and becomes the guest; the parent drops everything the guest needs,
+/// confines itself to waiting and reporting, and reports how the guest
+/// ended.
+///
+/// Guest memory is made after the fork, in the child only: made before, the
+/// fork would copy its page tables and every page the loader wrote would be
+/// copied again on the guest's first write to it, and the parent would have
+/// to unmap it. The parent's filters are compiled after the fork, while the
+/// child boots on the other core.
 fn supervise(
     mut setup: Setup,
     waitset: Waitset,
-    mem: GuestMem,
     filter: &seccompiler::BpfProgram,
-    parent_filters: &[seccompiler::BpfProgram; 2],
 ) -> Result<u8, TenderError> {
-    let entry = setup.plan.entry;
-    let sp = mem.size - 8;
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
-    // SAFETY: fork in a single-threaded process; the child only makes
-    // async-signal-safe calls (prctl, seccomp) before jumping to the guest.
+    // SAFETY: fork in a single-threaded process: the child may use the
+    // allocator and everything else, as the parent could.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(TenderError::last_os("fork"));
@@ -263,27 +248,19 @@ fn supervise(
                 libc::_exit(1);
             }
         }
-        // The Rust runtime's handlers (SIGSEGV for stack overflows) must
-        // not run inside the guest: a fault must kill it with its signal.
-        crate::sandbox::default_signals();
-
-        if let Err(e) = seccompiler::apply_filter(filter) {
-            eprintln!("morgana-spt: cannot install the seccomp filter: {e}");
-            // SAFETY: leaving the child at once.
-            unsafe { libc::_exit(1) };
-        }
-        // SAFETY: the guest's entry point, stack and boot info were set up
-        // above per the spt ABI; control never comes back.
-        unsafe { launch(sp, entry, spt::BOOT_INFO_BASE) }
+        let Err(e) = boot_guest(&setup, &waitset, filter);
+        // The parent reports the child's status 1, as for any tender error.
+        eprintln!("{}: {e}", Spt::NAME);
+        // SAFETY: leaving the child at once.
+        unsafe { libc::_exit(morgana_abi::EXIT_TENDER_ERROR.into()) };
     }
     // The parent needs none of the guest's resources: close the devices,
-    // the epoll set and the timerfd, unmap guest memory, and confine
-    // itself to waiting for the child and reporting.
+    // the epoll set and the timerfd, and confine itself to waiting for the
+    // child and reporting.
     let trace = setup.trace.take();
     drop(setup);
     drop(waitset);
-    mem.unmap();
-    for f in parent_filters {
+    for f in &seccomp::parent_filters()? {
         crate::sandbox::install(f)?;
     }
 
@@ -314,6 +291,38 @@ fn supervise(
         signal_name(sig)
     );
     Ok((128 + sig) as u8)
+}
+
+/// In the child: sets up guest memory, confines the process and jumps to
+/// the guest. Returns only on failure, before the guest has run.
+fn boot_guest(
+    setup: &Setup,
+    waitset: &Waitset,
+    filter: &seccompiler::BpfProgram,
+) -> Result<std::convert::Infallible, TenderError> {
+    let mem = GuestMem::map(setup.mem_size)?;
+    mem.load(&setup.image.bytes, &setup.plan)?;
+    if let Some(t) = &setup.trace {
+        let p = mem.at(t.addr, t.size)?;
+        // SAFETY: [addr, addr+size) lies in guest memory (checked by
+        // `at`), which is mapped at its own addresses and holds no Rust
+        // object.
+        unsafe { t.map_over(p)? };
+    }
+    write_boot_info(&mem, setup, waitset)?;
+    let entry = setup.plan.entry;
+    let sp = mem.size - 8;
+    // The Rust runtime's handlers (SIGSEGV for stack overflows) must
+    // not run inside the guest: a fault must kill it with its signal.
+    crate::sandbox::default_signals();
+    if let Err(e) = seccompiler::apply_filter(filter) {
+        return Err(TenderError::Guest(format!(
+            "cannot install the seccomp filter: {e}"
+        )));
+    }
+    // SAFETY: the guest's entry point, stack and boot info were set up
+    // above per the spt ABI; control never comes back.
+    unsafe { launch(sp, entry, spt::BOOT_INFO_BASE) }
 }
 
 /// A signal's name and what it means for a guest.
