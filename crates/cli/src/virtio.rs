@@ -266,6 +266,11 @@ fn qemu_command(opts: &RunOptions, accel: Accel) -> Result<(Command, Vec<std::os
             Machine::Q35 => format!(",addr={:#x}", 0x10 + i),
             Machine::Microvm => String::new(),
         };
+        // No option ROM: the unikernel does not need iPXE's.
+        let rom = match (opts.machine, d.kind) {
+            (Machine::Q35, DeviceKind::Net) => ",romfile=",
+            _ => "",
+        };
         match d.kind {
             DeviceKind::Net => {
                 let mac = e
@@ -278,7 +283,7 @@ fn qemu_command(opts: &RunOptions, accel: Accel) -> Result<(Command, Vec<std::os
                 c.arg("-netdev")
                     .arg(format!("tap,id=net{i},fd={}", d.fd.as_raw_fd()));
                 c.arg("-device")
-                    .arg(format!("{net_dev},netdev=net{i},mac={mac}{addr}"));
+                    .arg(format!("{net_dev},netdev=net{i},mac={mac}{addr}{rom}"));
                 binds.push(format!("--net:{}=virtio{i}", d.name));
                 fds.push(d.fd);
             }

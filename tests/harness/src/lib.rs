@@ -144,11 +144,11 @@ pub fn command(p: Platform, name: &str, opts: &[&str], guest: &[&str]) -> Comman
     let mut c = match tender(p) {
         Some(t) if p.is_virtio() => {
             let mut c = Command::new(t);
-            c.args(["run", "--target", "virtio"]);
+            c.args(["run", "--target", "virtio"]).arg(img);
             if p == Platform::VirtioPci {
                 c.args(["--machine", "q35"]);
             }
-            c.arg(img).args(opts).arg("--");
+            c.args(opts).arg("--");
             c
         }
         Some(t) => {
