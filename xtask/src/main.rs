@@ -20,6 +20,7 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod bench_net;
 mod bench_sched;
+mod bench_tls;
 mod compat;
 
 /// Debian packages the tests and benchmarks use.
@@ -32,6 +33,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dnsmasq-base", "dnsmasq"),
     ("nginx-light", "nginx"),
     ("time", "time"),
+    ("openssl", "openssl"),
+    ("curl", "curl"),
 ];
 
 fn main() -> ExitCode {
