@@ -21,6 +21,7 @@ mod bench;
 mod bench_net;
 mod bench_sched;
 mod bench_virtio;
+mod bench_tls;
 mod compat;
 
 /// Debian packages the tests and benchmarks use.
@@ -35,6 +36,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("time", "time"),
     ("gdb", "gdb"),
     (QEMU_PACKAGE, "qemu-system-x86_64"),
+    ("openssl", "openssl"),
+    ("curl", "curl"),
 ];
 
 /// QEMU for the virtio platform: from the distribution's backports (QEMU
