@@ -265,6 +265,8 @@ fn error(path: &str, e: HError) -> FsError {
         ErrorKind::IsADirectory => FsError::IsADirectory(p),
         ErrorKind::DirectoryNotEmpty => FsError::DirectoryNotEmpty(p),
         ErrorKind::NoSpace => FsError::NoSpace,
+        // The driver refuses writes itself when the device is read-only.
+        ErrorKind::ReadOnly => FsError::BlockDevice(BlockError::ReadOnly),
         ErrorKind::NotRecognized => FsError::FormatNotRecognised(e.message().to_string()),
         kind => FsError::Unknown(alloc::format!("{path}: {kind:?}: {}", e.message())),
     }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 pub mod net;
 pub mod packets;
+pub mod storage;
+pub mod tree;
 
 /// A platform images run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
