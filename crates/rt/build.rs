@@ -8,6 +8,9 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(morgana_platform, values(\"hvt\", \"spt\", \"virtio\", \"unix\"))");
     println!("cargo::rerun-if-changed=link/morgana.ld");
     println!("cargo::rerun-if-changed=link/virtio.ld");
+    // `--cfg morgana_no_trace` compiles the trace points out (to measure
+    // what they cost when tracing is off: `cargo xtask bench trace`).
+    println!("cargo::rustc-check-cfg=cfg(morgana_no_trace)");
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let hvt = env::var_os("CARGO_FEATURE_HVT").is_some();
     let spt = env::var_os("CARGO_FEATURE_SPT").is_some();

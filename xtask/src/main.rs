@@ -22,6 +22,7 @@ mod bench_net;
 mod bench_sched;
 mod bench_virtio;
 mod bench_tls;
+mod bench_trace;
 mod compat;
 
 /// Debian packages the tests and benchmarks use.

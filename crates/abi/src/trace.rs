@@ -291,7 +291,8 @@ mod tests {
     fn events_round_trip_and_wrap() {
         let cap = 3usize;
         let mut b = [0u8; HEADER_SIZE + 3 * EVENT_SIZE];
-        let put = |b: &mut [u8], i: usize, v: u64| b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        let put =
+            |b: &mut [u8], i: usize, v: u64| b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         put(&mut b, MAGIC_WORD, MAGIC);
         put(&mut b, CONTROL_WORD, CONTROL_ENABLED);
         put(&mut b, CAPACITY_WORD, cap as u64);

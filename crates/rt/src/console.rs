@@ -125,11 +125,7 @@ impl log::Log for Logger {
                 use core::fmt::Write;
                 let mut p = crate::trace::Prefix::new();
                 let _ = write!(p, "{}", r.args());
-                crate::trace::text(
-                    morgana_abi::trace::Kind::Log,
-                    r.level() as u32,
-                    p.bytes(),
-                );
+                crate::trace::text(morgana_abi::trace::Kind::Log, r.level() as u32, p.bytes());
             }
             let t = crate::time::Instant::now().as_nanos();
             write_fmt(format_args!(

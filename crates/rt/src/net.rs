@@ -4,7 +4,6 @@
 //! run; it resumes when the platform reports the device ready. Writing is
 //! immediate and never suspends (a frame may be dropped by the host).
 
-use morgana_abi::trace::Kind;
 use crate::device::{Device, DeviceError};
 use crate::exec;
 use core::cell::Cell;
@@ -14,6 +13,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use morgana_abi::Solo5Result;
 use morgana_abi::mft::DeviceKind;
+use morgana_abi::trace::Kind;
 
 /// Length of an Ethernet header: frames are at most `mtu + ETHERNET_HEADER`.
 pub const ETHERNET_HEADER: usize = 14;
@@ -161,11 +161,7 @@ impl Net {
             return Err(NetError::BadFrameLength);
         }
         crate::platform::net_write(self.handle, frame).map_err(NetError::Device)?;
-        crate::trace::record(
-            Kind::NetTx,
-            self.handle as u32,
-            [frame.len() as u64, 0, 0],
-        );
+        crate::trace::record(Kind::NetTx, self.handle as u32, [frame.len() as u64, 0, 0]);
         let mut s = self.stats.get();
         s.tx_bytes += frame.len() as u64;
         s.tx_packets += 1;

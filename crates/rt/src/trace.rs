@@ -30,7 +30,7 @@ static AREA: Area = Area([const { AtomicU64::new(0) }; WORDS]);
 /// Whether a tender enabled tracing.
 #[inline(always)]
 pub fn enabled() -> bool {
-    AREA.0[t::CONTROL_WORD].load(Ordering::Relaxed) == t::CONTROL_ENABLED
+    !cfg!(morgana_no_trace) && AREA.0[t::CONTROL_WORD].load(Ordering::Relaxed) == t::CONTROL_ENABLED
 }
 
 /// Records an event if tracing is enabled.

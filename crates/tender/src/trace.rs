@@ -50,9 +50,10 @@ impl TraceFile {
             )));
         };
         let page = morgana_abi::PAGE_SIZE;
-        let inside = plan.segments.iter().any(|s| {
-            s.flags & PF_W != 0 && addr >= s.vaddr && addr + size <= s.vaddr + s.memsz
-        });
+        let inside = plan
+            .segments
+            .iter()
+            .any(|s| s.flags & PF_W != 0 && addr >= s.vaddr && addr + size <= s.vaddr + s.memsz);
         if addr % page != 0
             || size % page != 0
             || !(page..=MAX_SIZE).contains(&size)
@@ -62,6 +63,14 @@ impl TraceFile {
             return Err(err(format!(
                 "the image's trace buffer [{addr:#x}, +{size:#x}) is not whole pages of its \
                  writable memory"
+            )));
+        }
+        if let Ok(m) = std::fs::metadata(path)
+            && !m.is_file()
+        {
+            return Err(err(format!(
+                "{} is not a regular file (the trace is written to a file)",
+                path.display()
             )));
         }
         let file = File::options()

@@ -53,11 +53,7 @@ pub(crate) use imp::{
 
 /// Ends the unikernel with `status` (recorded in the trace buffer first).
 pub(crate) fn exit(status: i32) -> ! {
-    crate::trace::record(
-        morgana_abi::trace::Kind::Exit,
-        status as u32,
-        [0, 0, 0],
-    );
+    crate::trace::record(morgana_abi::trace::Kind::Exit, status as u32, [0, 0, 0]);
     imp::exit(status)
 }
 

@@ -256,8 +256,10 @@ fn supervise(
     }
     // The parent needs none of the guest's resources: close the devices,
     // the epoll set and the timerfd, and confine itself to waiting for the
-    // child and reporting.
-    let trace = setup.trace.take();
+    // child and reporting. The trace file is kept to the end (closing its
+    // descriptor is forbidden once confined).
+    let trace: Option<&'static crate::trace::TraceFile> =
+        setup.trace.take().map(|t| &*Box::leak(Box::new(t)));
     drop(setup);
     drop(waitset);
     for f in &seccomp::parent_filters()? {
@@ -277,13 +279,13 @@ fn supervise(
     }
     if libc::WIFEXITED(status) {
         let s = libc::WEXITSTATUS(status) as u8;
-        if let Some(t) = &trace {
+        if let Some(t) = trace {
             t.set_end(crate::trace::end_exited(s));
         }
         return Ok(s);
     }
     let sig = libc::WTERMSIG(status);
-    if let Some(t) = &trace {
+    if let Some(t) = trace {
         t.set_end(morgana_abi::trace::END_SIGNAL | (sig as u64 & 0xff) << 8);
     }
     eprintln!(
