@@ -20,6 +20,7 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod bench_net;
 mod bench_sched;
+mod bench_socket;
 mod compat;
 
 /// Debian packages the tests and benchmarks use.
