@@ -1,6 +1,8 @@
 //! The library behind the `morgana` command: building unikernel images for
 //! each platform, locating tenders, reading manifests.
 
+pub mod new;
+
 use anyhow::{Context, Result, bail};
 use morgana_abi::mft::type_name;
 use morgana_abi::note::{self, AbiInfo, AbiTarget};

@@ -53,6 +53,35 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Create a new unikernel crate in directory NAME (new or empty).
+    New {
+        /// Directory to create; its last component is the crate's name.
+        name: PathBuf,
+        /// What the crate starts as.
+        #[arg(long, value_enum, default_value = "hello")]
+        template: morgana_cli::new::Template,
+        /// The Morgana repository to depend on (default: the one this
+        /// command was built from).
+        #[arg(long)]
+        morgana: Option<PathBuf>,
+    },
+    /// Build the images, then run `cargo test` with their location
+    /// (MORGANA_UNIKERNELS, MORGANA_TARGETS, MORGANA_HVT, MORGANA_SPT), for
+    /// tests that boot them.
+    Test {
+        /// Platform(s) to build and test (default: unix).
+        #[arg(long = "target", value_enum)]
+        targets: Vec<Platform>,
+        /// Every platform.
+        #[arg(long, conflicts_with = "targets")]
+        all_targets: bool,
+        /// Package(s) (default: every package that depends on `morgana`).
+        #[arg(short, long = "package")]
+        packages: Vec<String>,
+        /// Arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
     /// Print an image's ABI target and its manifest (Solo5 JSON format).
     Manifest {
         /// Image path.
@@ -111,6 +140,70 @@ fn run() -> Result<()> {
                 None => Command::new(&path).args(&args).exec(),
             };
             Err(err).with_context(|| format!("cannot run {}", path.display()))
+        }
+        Cmd::New {
+            name,
+            template,
+            morgana,
+        } => {
+            let m = morgana.unwrap_or_else(morgana_cli::new::default_morgana_dir);
+            morgana_cli::new::create(&name, template, &m)?;
+            println!(
+                "created {} (template {}): see its README.md",
+                name.display(),
+                template.name()
+            );
+            Ok(())
+        }
+        Cmd::Test {
+            targets,
+            all_targets,
+            packages,
+            cargo_args,
+        } => {
+            let platforms = if all_targets {
+                Platform::ALL.to_vec()
+            } else if targets.is_empty() {
+                vec![Platform::Unix]
+            } else {
+                targets
+            };
+            let opts = BuildOptions {
+                platforms: platforms.clone(),
+                packages: packages.clone(),
+                ..BuildOptions::default()
+            };
+            let built = morgana_cli::build(&opts)?;
+            let dir = built
+                .first()
+                .and_then(|b| b.path.parent()?.parent().map(PathBuf::from))
+                .context("nothing was built")?;
+            let mut cmd = Command::new("cargo");
+            cmd.arg("test");
+            for p in &packages {
+                cmd.arg("-p").arg(p);
+            }
+            cmd.args(&cargo_args).env("MORGANA_UNIKERNELS", &dir).env(
+                "MORGANA_TARGETS",
+                platforms
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            for p in &platforms {
+                if let Some(t) = p.tender() {
+                    cmd.env(
+                        format!("MORGANA_{}", p.name().to_uppercase()),
+                        morgana_cli::find_tender(t)?,
+                    );
+                }
+            }
+            let status = cmd.status().context("cannot run `cargo test`")?;
+            if !status.success() {
+                bail!("the tests failed");
+            }
+            Ok(())
         }
         Cmd::Manifest { image } => {
             let info = morgana_cli::inspect(&image)?;
