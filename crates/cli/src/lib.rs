@@ -2,6 +2,7 @@
 //! each platform, locating tenders, reading manifests.
 
 pub mod new;
+pub mod package;
 
 use anyhow::{Context, Result, bail};
 use morgana_abi::mft::type_name;

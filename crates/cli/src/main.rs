@@ -82,6 +82,29 @@ enum Cmd {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Write an OCI image holding IMAGE and urunc's metadata (to run it on
+    /// Kubernetes with urunc).
+    Package {
+        /// Image path, or a name built by `morgana build`.
+        image: String,
+        /// The image's target: urunc's monitor (`hvt`, `spt`, `qemu` for virtio).
+        #[arg(long = "target", value_enum)]
+        target: morgana_cli::package::OciTarget,
+        /// Write an OCI image layout into this (new or empty) directory.
+        #[arg(short = 'o', long = "output", required_unless_present = "tag")]
+        output: Option<PathBuf>,
+        /// The image's name (`NAME[:TAG]`): its reference in the layout, and
+        /// without `-o`, the name it is copied to local container storage
+        /// under (with skopeo).
+        #[arg(long)]
+        tag: Option<String>,
+        /// The unikernel's command line (urunc adds `--ipv4=`/`--ipv4-gateway=`).
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
+        cmdline: String,
+        /// A disk image to ship in the image and attach as its block device.
+        #[arg(long)]
+        block: Option<PathBuf>,
+    },
     /// Print an image's ABI target and its manifest (Solo5 JSON format).
     Manifest {
         /// Image path.
@@ -130,8 +153,17 @@ fn run() -> Result<()> {
         Cmd::Run {
             target,
             image,
-            args,
+            mut args,
         } => {
+            // clap swallows a `--` right after IMAGE: it still means that
+            // everything after it is the unikernel's.
+            let raw: Vec<String> = std::env::args().collect();
+            if let Some(i) = raw.iter().position(|a| *a == image)
+                && raw.get(i + 1).is_some_and(|a| a == "--")
+                && args.first().is_none_or(|a| a != "--")
+            {
+                args.insert(0, "--".into());
+            }
             let (platform, path) = resolve(target, &image)?;
             let err = match platform.tender() {
                 Some(t) => Command::new(morgana_cli::find_tender(t)?)
@@ -205,6 +237,61 @@ fn run() -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Package {
+            image,
+            target,
+            output,
+            tag,
+            cmdline,
+            block,
+        } => {
+            let path = match target.platform() {
+                Some(p) => resolve(Some(p), &image)?.1,
+                None => PathBuf::from(&image),
+            };
+            let reference = tag
+                .as_deref()
+                .and_then(|t| t.rsplit_once(':').map(|(_, r)| r.to_string()))
+                .unwrap_or_else(|| "latest".into());
+            let opts = morgana_cli::package::PackageOptions {
+                image: path,
+                target,
+                cmdline,
+                block,
+                tag: reference.clone(),
+            };
+            let (dir, temporary) = match output {
+                Some(d) => (d, false),
+                None => (
+                    std::env::temp_dir().join(format!("morgana-package-{}", std::process::id())),
+                    true,
+                ),
+            };
+            let done = morgana_cli::package::package(&opts, &dir);
+            let r = done.and_then(|p| {
+                if temporary {
+                    let name = tag.clone().unwrap_or_default();
+                    let status = Command::new("skopeo")
+                        .arg("copy")
+                        .arg(format!("oci:{}:{reference}", dir.display()))
+                        .arg(format!("containers-storage:{name}"))
+                        .stdout(std::process::Stdio::null())
+                        .status()
+                        .context("cannot run skopeo (install it) to store the image")?;
+                    if !status.success() {
+                        bail!("skopeo could not copy the image to containers-storage:{name}");
+                    }
+                    println!("{name} {}", p.manifest_digest);
+                } else {
+                    println!("{} {}", dir.display(), p.manifest_digest);
+                }
+                Ok(())
+            });
+            if temporary {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            r
+        }
         Cmd::Manifest { image } => {
             let info = morgana_cli::inspect(&image)?;
             if let Some(abi) = info.abi {
@@ -220,11 +307,21 @@ fn run() -> Result<()> {
 
 /// Tender options come before the image, unikernel arguments after it.
 fn split_options(args: &[String], image: &std::path::Path) -> Vec<String> {
-    let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    // Without `--`, the unikernel's arguments start at the first argument
+    // that is not an option (tender options all start with `-`).
+    let (split, skip) = match args.iter().position(|a| a == "--") {
+        Some(i) => (i, 1),
+        None => (
+            args.iter()
+                .position(|a| !a.starts_with('-'))
+                .unwrap_or(args.len()),
+            0,
+        ),
+    };
     let mut v: Vec<String> = args[..split].to_vec();
     v.push("--".into());
     v.push(image.display().to_string());
-    v.extend(args[split.min(args.len())..].iter().skip(1).cloned());
+    v.extend(args[split..].iter().skip(skip).cloned());
     v
 }
 
