@@ -196,6 +196,10 @@ const BENCHES: &[Bench] = &[
         name: "trace",
         run: || Ok(vec![crate::bench_trace::section()?]),
     },
+    Bench {
+        name: "socket",
+        run: || Ok(vec![crate::bench_socket::section()?]),
+    },
 ];
 
 const HEADER: &str = "# Benchmarks\n\nWritten by `cargo xtask bench` (do not edit by hand). Every figure lists the command\n\

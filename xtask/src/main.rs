@@ -23,6 +23,7 @@ mod bench_sched;
 mod bench_virtio;
 mod bench_tls;
 mod bench_trace;
+mod bench_socket;
 mod compat;
 
 /// Debian packages the tests and benchmarks use.

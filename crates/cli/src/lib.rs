@@ -2,6 +2,8 @@
 //! each platform, locating tenders, reading manifests.
 
 pub mod trace;
+pub mod new;
+pub mod package;
 
 use anyhow::{Context, Result, bail};
 use morgana_abi::mft::type_name;

@@ -70,6 +70,58 @@ enum Cmd {
         /// The trace file.
         file: PathBuf,
     },
+    /// Create a new unikernel crate in directory NAME (new or empty).
+    New {
+        /// Directory to create; its last component is the crate's name.
+        name: PathBuf,
+        /// What the crate starts as.
+        #[arg(long, value_enum, default_value = "hello")]
+        template: morgana_cli::new::Template,
+        /// The Morgana repository to depend on (default: the one this
+        /// command was built from).
+        #[arg(long)]
+        morgana: Option<PathBuf>,
+    },
+    /// Build the images, then run `cargo test` with their location
+    /// (MORGANA_UNIKERNELS, MORGANA_TARGETS, MORGANA_HVT, MORGANA_SPT), for
+    /// tests that boot them.
+    Test {
+        /// Platform(s) to build and test (default: unix).
+        #[arg(long = "target", value_enum)]
+        targets: Vec<Platform>,
+        /// Every platform.
+        #[arg(long, conflicts_with = "targets")]
+        all_targets: bool,
+        /// Package(s) (default: every package that depends on `morgana`).
+        #[arg(short, long = "package")]
+        packages: Vec<String>,
+        /// Arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Write an OCI image holding IMAGE and urunc's metadata (to run it on
+    /// Kubernetes with urunc).
+    Package {
+        /// Image path, or a name built by `morgana build`.
+        image: String,
+        /// The image's target: urunc's monitor (`hvt`, `spt`, `qemu` for virtio).
+        #[arg(long = "target", value_enum)]
+        target: morgana_cli::package::OciTarget,
+        /// Write an OCI image layout into this (new or empty) directory.
+        #[arg(short = 'o', long = "output", required_unless_present = "tag")]
+        output: Option<PathBuf>,
+        /// The image's name (`NAME[:TAG]`): its reference in the layout, and
+        /// without `-o`, the name it is copied to local container storage
+        /// under (with skopeo).
+        #[arg(long)]
+        tag: Option<String>,
+        /// The unikernel's command line (urunc adds `--ipv4=`/`--ipv4-gateway=`).
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
+        cmdline: String,
+        /// A disk image to ship in the image and attach as its block device.
+        #[arg(long)]
+        block: Option<PathBuf>,
+    },
     /// Print an image's ABI target and its manifest (Solo5 JSON format).
     Manifest {
         /// Image path.
@@ -120,8 +172,17 @@ fn run() -> Result<()> {
             gdb,
             trace,
             image,
-            args,
+            mut args,
         } => {
+            // clap swallows a `--` right after IMAGE: it still means that
+            // everything after it is the unikernel's.
+            let raw: Vec<String> = std::env::args().collect();
+            if let Some(i) = raw.iter().position(|a| *a == image)
+                && raw.get(i + 1).is_some_and(|a| a == "--")
+                && args.first().is_none_or(|a| a != "--")
+            {
+                args.insert(0, "--".into());
+            }
             let (platform, path) = resolve(target, &image)?;
             if gdb.is_some() && platform != Platform::Hvt {
                 bail!(
@@ -170,6 +231,125 @@ fn run() -> Result<()> {
             }
             Ok(())
         }
+        Cmd::New {
+            name,
+            template,
+            morgana,
+        } => {
+            let m = morgana.unwrap_or_else(morgana_cli::new::default_morgana_dir);
+            morgana_cli::new::create(&name, template, &m)?;
+            println!(
+                "created {} (template {}): see its README.md",
+                name.display(),
+                template.name()
+            );
+            Ok(())
+        }
+        Cmd::Test {
+            targets,
+            all_targets,
+            packages,
+            cargo_args,
+        } => {
+            let platforms = if all_targets {
+                Platform::ALL.to_vec()
+            } else if targets.is_empty() {
+                vec![Platform::Unix]
+            } else {
+                targets
+            };
+            let opts = BuildOptions {
+                platforms: platforms.clone(),
+                packages: packages.clone(),
+                ..BuildOptions::default()
+            };
+            let built = morgana_cli::build(&opts)?;
+            let dir = built
+                .first()
+                .and_then(|b| b.path.parent()?.parent().map(PathBuf::from))
+                .context("nothing was built")?;
+            let mut cmd = Command::new("cargo");
+            cmd.arg("test");
+            for p in &packages {
+                cmd.arg("-p").arg(p);
+            }
+            cmd.args(&cargo_args).env("MORGANA_UNIKERNELS", &dir).env(
+                "MORGANA_TARGETS",
+                platforms
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            for p in &platforms {
+                if let Some(t) = p.tender() {
+                    cmd.env(
+                        format!("MORGANA_{}", p.name().to_uppercase()),
+                        morgana_cli::find_tender(t)?,
+                    );
+                }
+            }
+            let status = cmd.status().context("cannot run `cargo test`")?;
+            if !status.success() {
+                bail!("the tests failed");
+            }
+            Ok(())
+        }
+        Cmd::Package {
+            image,
+            target,
+            output,
+            tag,
+            cmdline,
+            block,
+        } => {
+            let path = match target.platform() {
+                Some(p) => resolve(Some(p), &image)?.1,
+                None => PathBuf::from(&image),
+            };
+            let reference = tag
+                .as_deref()
+                .and_then(|t| t.rsplit_once(':').map(|(_, r)| r.to_string()))
+                .unwrap_or_else(|| "latest".into());
+            let opts = morgana_cli::package::PackageOptions {
+                image: path,
+                target,
+                cmdline,
+                block,
+                tag: reference.clone(),
+            };
+            let (dir, temporary) = match output {
+                Some(d) => (d, false),
+                None => (
+                    std::env::temp_dir().join(format!("morgana-package-{}", std::process::id())),
+                    true,
+                ),
+            };
+            let done = morgana_cli::package::package(&opts, &dir);
+            let r = done.and_then(|p| {
+                if temporary {
+                    let name = tag.clone().unwrap_or_default();
+                    let status = Command::new("skopeo")
+                        .arg("copy")
+                        .arg(format!("oci:{}:{reference}", dir.display()))
+                        .arg(format!("containers-storage:{name}"))
+                        .stdout(std::process::Stdio::null())
+                        .status()
+                        .context("cannot run skopeo (install it) to store the image")?;
+                    if !status.success() {
+                        bail!("skopeo could not copy the image to containers-storage:{name}");
+                    }
+                    println!("{name} {}", p.manifest_digest);
+                } else {
+                    println!("{} {}", dir.display(), p.manifest_digest);
+                }
+                Ok(())
+            });
+            if temporary {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            r
+        }
         Cmd::Manifest { image } => {
             let info = morgana_cli::inspect(&image)?;
             if let Some(abi) = info.abi {
@@ -185,11 +365,21 @@ fn run() -> Result<()> {
 
 /// Tender options come before the image, unikernel arguments after it.
 fn split_options(args: &[String], image: &std::path::Path) -> Vec<String> {
-    let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    // Without `--`, the unikernel's arguments start at the first argument
+    // that is not an option (tender options all start with `-`).
+    let (split, skip) = match args.iter().position(|a| a == "--") {
+        Some(i) => (i, 1),
+        None => (
+            args.iter()
+                .position(|a| !a.starts_with('-'))
+                .unwrap_or(args.len()),
+            0,
+        ),
+    };
     let mut v: Vec<String> = args[..split].to_vec();
     v.push("--".into());
     v.push(image.display().to_string());
-    v.extend(args[split.min(args.len())..].iter().skip(1).cloned());
+    v.extend(args[split..].iter().skip(skip).cloned());
     v
 }
 
