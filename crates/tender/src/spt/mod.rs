@@ -226,7 +226,7 @@ fn boot_info(setup: &Setup, ws: &Waitset) -> Vec<u8> {
 /// Guest memory is made after the fork, in the child only: made before, the
 /// fork would copy its page tables and every page the loader wrote would be
 /// copied again on the guest's first write to it, and the parent would have
-/// to unmap it. The parent's filters are compiled after the fork, while the
+/// to unmap it. The parent's filter is compiled after the fork, while the
 /// child boots on the other core.
 fn supervise(
     setup: Setup,
