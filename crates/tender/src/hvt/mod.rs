@@ -7,7 +7,7 @@
 //! serves hypercalls until the guest halts. `host_features` is 0: ring I/O
 //! is not offered, so guests use the hypercalls.
 
-mod hypercalls;
+pub mod hypercalls;
 pub mod memory;
 mod seccomp;
 
