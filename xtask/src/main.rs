@@ -229,15 +229,29 @@ fn setup() -> Result<()> {
 }
 
 /// Builds the tenders and the `morgana` command.
+///
+/// The tenders are linked statically (`crt-static`, still position
+/// independent): the dynamic loader's work (libc and libgcc_s, their
+/// symbol lookups and relocations) costs about 0.15 ms of a 1 ms spt boot.
+/// `cargo rustc` passes the flag to the tender binaries alone, so nothing
+/// else is rebuilt; a plain `cargo build -p morgana-tender` still gives
+/// working, dynamically linked tenders.
 fn build_host_tools() -> Result<()> {
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "morgana-tender",
-        "-p",
-        "morgana-cli",
-    ]))
+    run(cargo().args(["build", "--release", "-p", "morgana-cli"]))?;
+    for bin in ["morgana-hvt", "morgana-spt"] {
+        run(cargo().args([
+            "rustc",
+            "--release",
+            "-p",
+            "morgana-tender",
+            "--bin",
+            bin,
+            "--",
+            "-C",
+            "target-feature=+crt-static",
+        ]))?;
+    }
+    Ok(())
 }
 
 /// Builds the tenders, the CLI and every image for every platform.

@@ -8,7 +8,7 @@
 //! is not offered, so guests use the hypercalls.
 
 mod gdb;
-mod hypercalls;
+pub mod hypercalls;
 pub mod memory;
 mod seccomp;
 

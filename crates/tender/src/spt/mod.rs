@@ -195,12 +195,14 @@ impl Waitset {
     }
 }
 
-fn write_boot_info(mem: &GuestMem, setup: &Setup, ws: &Waitset) -> Result<(), TenderError> {
+/// The bytes to write at [`spt::BOOT_INFO_BASE`]: the boot info, then the
+/// manifest copy, then the NUL-terminated command line. Made before the
+/// fork, so that the child writes no heap page it shares with the parent
+/// (each would be copied on the write).
+fn boot_info(setup: &Setup, ws: &Waitset) -> Vec<u8> {
     let mft = &setup.attached.manifest;
-    let mut mft_bytes = vec![0u8; mft.encoded_len()];
-    mft.encode(&mut mft_bytes);
     let mft_addr = spt::BOOT_INFO_BASE + BootInfo::SIZE as u64;
-    let cmdline_addr = mft_addr + mft_bytes.len() as u64;
+    let cmdline_addr = mft_addr + mft.encoded_len() as u64;
     let bi = BootInfo {
         mem_size: setup.mem_size,
         kernel_end: setup.plan.end,
@@ -209,11 +211,13 @@ fn write_boot_info(mem: &GuestMem, setup: &Setup, ws: &Waitset) -> Result<(), Te
         epollfd: ws.epoll.as_raw_fd(),
         timerfd: ws.timer.as_raw_fd(),
     };
-    mem.write(spt::BOOT_INFO_BASE, &bi.to_bytes())?;
-    mem.write(mft_addr, &mft_bytes)?;
-    let mut cmdline = setup.cmdline.as_bytes().to_vec();
-    cmdline.push(0);
-    mem.write(cmdline_addr, &cmdline)
+    let mut bytes = bi.to_bytes().to_vec();
+    let at = bytes.len();
+    bytes.resize(at + mft.encoded_len(), 0);
+    mft.encode(&mut bytes[at..]);
+    bytes.extend_from_slice(setup.cmdline.as_bytes());
+    bytes.push(0);
+    bytes
 }
 
 /// Forks: the child maps guest memory, loads the image, confines itself
@@ -224,13 +228,14 @@ fn write_boot_info(mem: &GuestMem, setup: &Setup, ws: &Waitset) -> Result<(), Te
 /// Guest memory is made after the fork, in the child only: made before, the
 /// fork would copy its page tables and every page the loader wrote would be
 /// copied again on the guest's first write to it, and the parent would have
-/// to unmap it. The parent's filters are compiled after the fork, while the
+/// to unmap it. The parent's filter is compiled after the fork, while the
 /// child boots on the other core.
 fn supervise(
     mut setup: Setup,
     waitset: Waitset,
     filter: &seccompiler::BpfProgram,
 ) -> Result<u8, TenderError> {
+    let boot = boot_info(&setup, &waitset);
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // SAFETY: fork in a single-threaded process: the child may use the
@@ -248,7 +253,7 @@ fn supervise(
                 libc::_exit(1);
             }
         }
-        let Err(e) = boot_guest(&setup, &waitset, filter);
+        let Err(e) = boot_guest(&setup, &boot, filter);
         // The parent reports the child's status 1, as for any tender error.
         eprintln!("{}: {e}", Spt::NAME);
         // SAFETY: leaving the child at once.
@@ -262,9 +267,7 @@ fn supervise(
         setup.trace.take().map(|t| &*Box::leak(Box::new(t)));
     drop(setup);
     drop(waitset);
-    for f in &seccomp::parent_filters()? {
-        crate::sandbox::install(f)?;
-    }
+    crate::sandbox::install(&seccomp::parent_filter()?)?;
 
     let mut status = 0;
     loop {
@@ -299,7 +302,7 @@ fn supervise(
 /// the guest. Returns only on failure, before the guest has run.
 fn boot_guest(
     setup: &Setup,
-    waitset: &Waitset,
+    boot: &[u8],
     filter: &seccompiler::BpfProgram,
 ) -> Result<std::convert::Infallible, TenderError> {
     let mem = GuestMem::map(setup.mem_size)?;
@@ -311,7 +314,7 @@ fn boot_guest(
         // object.
         unsafe { t.map_over(p)? };
     }
-    write_boot_info(&mem, setup, waitset)?;
+    mem.write(spt::BOOT_INFO_BASE, boot)?;
     let entry = setup.plan.entry;
     let sp = mem.size - 8;
     // The Rust runtime's handlers (SIGSEGV for stack overflows) must
