@@ -5,7 +5,9 @@ use std::env;
 use std::path::PathBuf;
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(morgana_platform, values(\"hvt\", \"spt\", \"virtio\", \"unix\"))");
+    println!(
+        "cargo::rustc-check-cfg=cfg(morgana_platform, values(\"hvt\", \"spt\", \"virtio\", \"unix\"))"
+    );
     println!("cargo::rerun-if-changed=link/morgana.ld");
     println!("cargo::rerun-if-changed=link/virtio.ld");
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();

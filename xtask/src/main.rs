@@ -280,7 +280,7 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    for p in ["hvt", "spt"] {
+    for p in ["hvt", "spt", "virtio"] {
         run(cargo().args([
             "clippy",
             "--target",
