@@ -191,6 +191,43 @@ pub fn calibrate() -> Option<(u64, u64)> {
     Some((tsc, apic))
 }
 
+/// Without a PIT: the TSC frequency from the hypervisor's timing leaf
+/// (CPUID 0x40000010, TSC kHz in eax), CPUID leaf 0x15 (crystal ratio) or
+/// 0x16 (base MHz), and the local APIC timer measured against it over
+/// 1 ms. `None` if the CPU reports none of them.
+pub fn calibrate_by_cpuid() -> Option<(u64, u64)> {
+    use core::arch::x86_64::__cpuid;
+    let max = __cpuid(0).eax;
+    let mut tsc = 0u64;
+    if __cpuid(0x4000_0000).eax >= 0x4000_0010 {
+        tsc = u64::from(__cpuid(0x4000_0010).eax) * 1000;
+    }
+    if tsc == 0 && max >= 0x15 {
+        let r = __cpuid(0x15);
+        if r.eax != 0 && r.ebx != 0 && r.ecx != 0 {
+            tsc = u64::from(r.ecx) * u64::from(r.ebx) / u64::from(r.eax);
+        }
+    }
+    if tsc == 0 && max >= 0x16 {
+        tsc = u64::from(__cpuid(0x16).eax & 0xffff) * 1_000_000;
+    }
+    if tsc == 0 {
+        return None;
+    }
+    lapic_write(LAPIC_TIMER_DIV, 0xb);
+    lapic_write(LAPIC_LVT_TIMER, 1 << 16);
+    lapic_write(LAPIC_TIMER_INIT, u32::MAX);
+    let a0 = lapic_read(LAPIC_TIMER_CUR);
+    let t0 = rdtsc();
+    while rdtsc().wrapping_sub(t0) < tsc / 1000 {
+        core::hint::spin_loop();
+    }
+    let a1 = lapic_read(LAPIC_TIMER_CUR);
+    lapic_write(LAPIC_TIMER_INIT, 0);
+    lapic_write(LAPIC_LVT_TIMER, u32::from(TIMER_VECTOR));
+    Some((tsc, u64::from(a0.wrapping_sub(a1)) * 1000))
+}
+
 // ---- CMOS real-time clock ----
 
 fn cmos(reg: u8) -> u8 {

@@ -171,7 +171,14 @@ extern "C" fn start_on_stack() -> ! {
     super::x86::init();
     hw::pic_disable();
     hw::lapic_init();
-    let (tsc, apic) = hw::calibrate().unwrap_or((1_000_000_000, 1_000_000_000));
+    let (tsc, apic) = hw::calibrate()
+        .or_else(hw::calibrate_by_cpuid)
+        .unwrap_or_else(|| {
+            hw::serial_write(
+                b"morgana: no PIT and no CPUID TSC frequency: assuming 1 GHz clocks\n",
+            );
+            (1_000_000_000, 1_000_000_000)
+        });
     TSC_MULT.store(
         ((1_000_000_000u128 << 32) / u128::from(tsc.max(1))) as u64,
         Ordering::Relaxed,
