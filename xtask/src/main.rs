@@ -308,7 +308,7 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    for p in ["hvt", "spt"] {
+    for p in ["hvt", "spt", "virtio"] {
         run(cargo().args([
             "clippy",
             "--target",

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::ptr::NonNull;
 use morgana_abi::mft::DeviceKind;
 use virtio_drivers::device::blk::VirtIOBlk;
-use virtio_drivers::device::net::{TxBuffer, VirtIONet};
+use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{
@@ -23,6 +23,9 @@ use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 const NET_QUEUE: usize = 256;
 /// Bytes of each receive buffer: a virtio-net header and a full frame.
 const NET_BUF: usize = 2048;
+/// Transmit buffers, allocated at start (so that traffic never grows the
+/// heap): at most this many frames are in flight to the device.
+const NET_TX_BUFS: usize = 64;
 
 /// The HAL: memory is identity mapped, so physical addresses are virtual
 /// ones; DMA memory comes from the heap.
@@ -93,10 +96,117 @@ impl ConfigurationAccess for PortCam {
 
 type Transport_ = SomeTransport<'static>;
 
+/// A virtio-net device with its buffers: every receive buffer is queued
+/// on the device (`rx[token]`), and transmissions are not waited for:
+/// their buffers (`tx[token]`, with the queued length) come back to `free`
+/// when the device has used them.
+pub struct NetDev {
+    raw: VirtIONetRaw<MorganaHal, Transport_, NET_QUEUE>,
+    rx: Vec<Option<Box<[u8]>>>,
+    tx: Vec<Option<(Box<[u8]>, usize)>>,
+    free: Vec<Box<[u8]>>,
+}
+
+impl NetDev {
+    fn new(t: Transport_) -> Result<Self, StartError> {
+        let mut raw = VirtIONetRaw::new(t)?;
+        let mut rx: Vec<Option<Box<[u8]>>> = (0..NET_QUEUE).map(|_| None).collect();
+        for _ in 0..NET_QUEUE {
+            let mut buf = alloc::vec![0u8; NET_BUF].into_boxed_slice();
+            // SAFETY: the buffer is kept in `rx` (on the heap, never moved
+            // or touched) until the device returns it through the used ring.
+            let token = unsafe { raw.receive_begin(&mut buf)? };
+            rx[usize::from(token)] = Some(buf);
+        }
+        Ok(Self {
+            raw,
+            rx,
+            tx: (0..NET_QUEUE).map(|_| None).collect(),
+            free: (0..NET_TX_BUFS)
+                .map(|_| alloc::vec![0u8; NET_BUF].into_boxed_slice())
+                .collect(),
+        })
+    }
+
+    /// Takes back the buffers of finished transmissions.
+    fn reclaim(&mut self) -> Result<(), StartError> {
+        while let Some(token) = self.raw.poll_transmit() {
+            let (buf, len) = self.tx[usize::from(token)]
+                .take()
+                .ok_or(virtio_drivers::Error::WrongToken)?;
+            // SAFETY: the same buffer and length as given to transmit_begin
+            // for this token.
+            unsafe { self.raw.transmit_complete(token, &buf[..len])? };
+            self.free.push(buf);
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, frame: &[u8]) -> Result<(), StartError> {
+        self.reclaim()?;
+        // Every buffer in flight: wait for the device to finish one (a net
+        // write never suspends the task).
+        let mut buf = loop {
+            match self.free.pop() {
+                Some(b) => break b,
+                None => {
+                    core::hint::spin_loop();
+                    self.reclaim()?;
+                }
+            }
+        };
+        let hdr = self.raw.fill_buffer_header(&mut buf)?;
+        let len = hdr + frame.len();
+        if len > buf.len() {
+            return Err(virtio_drivers::Error::InvalidParam);
+        }
+        buf[hdr..len].copy_from_slice(frame);
+        loop {
+            // SAFETY: the buffer is kept in `tx` (on the heap, untouched)
+            // until `reclaim` sees the device has used it.
+            match unsafe { self.raw.transmit_begin(&buf[..len]) } {
+                Ok(token) => {
+                    self.tx[usize::from(token)] = Some((buf, len));
+                    return Ok(());
+                }
+                // Every descriptor in flight: wait for the device to finish
+                // one (a net write never suspends the task).
+                Err(virtio_drivers::Error::QueueFull) => {
+                    core::hint::spin_loop();
+                    self.reclaim()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn recv(&mut self, out: &mut [u8]) -> Option<Result<usize, StartError>> {
+        let token = self.raw.poll_receive()?;
+        let Some(mut buf) = self.rx[usize::from(token)].take() else {
+            return Some(Err(virtio_drivers::Error::WrongToken));
+        };
+        // SAFETY: the same buffer as given to receive_begin for this token.
+        let (hdr, len) = match unsafe { self.raw.receive_complete(token, &mut buf) } {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        let n = len.min(out.len());
+        out[..n].copy_from_slice(&buf[hdr..hdr + n]);
+        // SAFETY: as in `new`: kept in `rx` until the device returns it.
+        Some(match unsafe { self.raw.receive_begin(&mut buf) } {
+            Ok(t) => {
+                self.rx[usize::from(t)] = Some(buf);
+                Ok(n)
+            }
+            Err(e) => Err(e),
+        })
+    }
+}
+
 /// A driven virtio device.
 pub enum Driver {
     /// virtio-net.
-    Net(Box<VirtIONet<MorganaHal, Transport_, NET_QUEUE>>),
+    Net(Box<NetDev>),
     /// virtio-blk, with its sector size.
     Block(Box<VirtIOBlk<MorganaHal, Transport_>>),
 }
@@ -236,8 +346,8 @@ pub type StartError = virtio_drivers::Error;
 
 /// Starts a net driver on `t`: returns it and the MAC address.
 pub fn start_net(t: Transport_) -> Result<(Driver, [u8; 6]), StartError> {
-    let net = VirtIONet::<MorganaHal, _, NET_QUEUE>::new(t, NET_BUF)?;
-    let mac = net.mac_address();
+    let net = NetDev::new(t)?;
+    let mac = net.raw.mac_address();
     Ok((Driver::Net(Box::new(net)), mac))
 }
 
@@ -260,7 +370,7 @@ impl Driver {
     pub fn ack(&mut self) {
         match self {
             Self::Net(n) => {
-                n.ack_interrupt();
+                n.raw.ack_interrupt();
             }
             Self::Block(b) => {
                 b.ack_interrupt();
@@ -271,31 +381,23 @@ impl Driver {
     /// Whether a frame is waiting (net devices).
     pub fn can_recv(&self) -> bool {
         match self {
-            Self::Net(n) => n.can_recv(),
+            Self::Net(n) => n.raw.poll_receive().is_some(),
             Self::Block(_) => false,
         }
     }
 
     /// Reads one frame into `buf` (truncated if longer); `None` if none.
     pub fn recv(&mut self, buf: &mut [u8]) -> Option<Result<usize, StartError>> {
-        let Self::Net(n) = self else {
-            return Some(Err(virtio_drivers::Error::InvalidParam));
-        };
-        let rx = match n.receive() {
-            Ok(rx) => rx,
-            Err(virtio_drivers::Error::NotReady) => return None,
-            Err(e) => return Some(Err(e)),
-        };
-        let p = rx.packet();
-        let len = p.len().min(buf.len());
-        buf[..len].copy_from_slice(&p[..len]);
-        Some(n.recycle_rx_buffer(rx).map(|()| len))
+        match self {
+            Self::Net(n) => n.recv(buf),
+            Self::Block(_) => Some(Err(virtio_drivers::Error::InvalidParam)),
+        }
     }
 
-    /// Sends one frame (returns once the device has taken it).
+    /// Queues one frame for transmission (without waiting for it).
     pub fn send(&mut self, buf: &[u8]) -> Result<(), StartError> {
         match self {
-            Self::Net(n) => n.send(TxBuffer::from(buf)),
+            Self::Net(n) => n.send(buf),
             Self::Block(_) => Err(virtio_drivers::Error::InvalidParam),
         }
     }

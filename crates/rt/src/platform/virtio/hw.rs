@@ -11,28 +11,36 @@ pub fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: port input has no memory effects; the ports this module uses
     // belong to emulated PC devices (or read as 0xff when absent).
-    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
 /// Writes a byte to I/O port `port`.
 pub fn outb(port: u16, v: u8) {
     // SAFETY: as for `inb`: emulated PC device ports, no memory effects.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Reads a 32-bit word from I/O port `port`.
 pub fn inl(port: u16) -> u32 {
     let v: u32;
     // SAFETY: as for `inb` (PCI configuration ports).
-    unsafe { asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
 /// Writes a 32-bit word to I/O port `port`.
 pub fn outl(port: u16, v: u32) {
     // SAFETY: as for `inb` (PCI configuration ports).
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// The TSC.
@@ -183,6 +191,43 @@ pub fn calibrate() -> Option<(u64, u64)> {
     Some((tsc, apic))
 }
 
+/// Without a PIT: the TSC frequency from the hypervisor's timing leaf
+/// (CPUID 0x40000010, TSC kHz in eax), CPUID leaf 0x15 (crystal ratio) or
+/// 0x16 (base MHz), and the local APIC timer measured against it over
+/// 1 ms. `None` if the CPU reports none of them.
+pub fn calibrate_by_cpuid() -> Option<(u64, u64)> {
+    use core::arch::x86_64::__cpuid;
+    let max = __cpuid(0).eax;
+    let mut tsc = 0u64;
+    if __cpuid(0x4000_0000).eax >= 0x4000_0010 {
+        tsc = u64::from(__cpuid(0x4000_0010).eax) * 1000;
+    }
+    if tsc == 0 && max >= 0x15 {
+        let r = __cpuid(0x15);
+        if r.eax != 0 && r.ebx != 0 && r.ecx != 0 {
+            tsc = u64::from(r.ecx) * u64::from(r.ebx) / u64::from(r.eax);
+        }
+    }
+    if tsc == 0 && max >= 0x16 {
+        tsc = u64::from(__cpuid(0x16).eax & 0xffff) * 1_000_000;
+    }
+    if tsc == 0 {
+        return None;
+    }
+    lapic_write(LAPIC_TIMER_DIV, 0xb);
+    lapic_write(LAPIC_LVT_TIMER, 1 << 16);
+    lapic_write(LAPIC_TIMER_INIT, u32::MAX);
+    let a0 = lapic_read(LAPIC_TIMER_CUR);
+    let t0 = rdtsc();
+    while rdtsc().wrapping_sub(t0) < tsc / 1000 {
+        core::hint::spin_loop();
+    }
+    let a1 = lapic_read(LAPIC_TIMER_CUR);
+    lapic_write(LAPIC_TIMER_INIT, 0);
+    lapic_write(LAPIC_LVT_TIMER, u32::from(TIMER_VECTOR));
+    Some((tsc, u64::from(a0.wrapping_sub(a1)) * 1000))
+}
+
 // ---- CMOS real-time clock ----
 
 fn cmos(reg: u8) -> u8 {
@@ -238,8 +283,7 @@ pub fn rtc_seconds() -> Option<u64> {
         _ => 20,
     };
     let year = century * 100 + u64::from(bcd(r[5]));
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)

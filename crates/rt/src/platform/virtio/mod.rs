@@ -106,13 +106,13 @@ extern "C" fn start(si: u64) -> ! {
         // CMDLINE_MAX bytes are copied into the static buffer, which nothing
         // else uses yet.
         unsafe {
-            let buf = &mut *(&raw mut CMDLINE);
+            let buf = (&raw mut CMDLINE).cast::<u8>();
             while len < CMDLINE_MAX {
                 let b = phys::<u8>(cmdline + len as u64);
                 if b == 0 {
                     break;
                 }
-                buf[len] = b;
+                buf.add(len).write(b);
                 len += 1;
             }
         }
@@ -161,9 +161,9 @@ extern "C" fn start_on_stack() -> ! {
     // SAFETY: the first 16 entries of the first 4 KiB page table map
     // 0..0x10000, which nothing uses any more; reloading CR3 flushes them.
     unsafe {
-        let pt = &mut *(&raw mut entry::PT);
-        for e in pt[0].0.iter_mut().take(16) {
-            *e = 0;
+        let pt = (&raw mut entry::PT).cast::<u64>();
+        for i in 0..16 {
+            pt.add(i).write_volatile(0);
         }
         let (frame, flags) = x86_64::registers::control::Cr3::read();
         x86_64::registers::control::Cr3::write(frame, flags);
@@ -171,7 +171,14 @@ extern "C" fn start_on_stack() -> ! {
     super::x86::init();
     hw::pic_disable();
     hw::lapic_init();
-    let (tsc, apic) = hw::calibrate().unwrap_or((1_000_000_000, 1_000_000_000));
+    let (tsc, apic) = hw::calibrate()
+        .or_else(hw::calibrate_by_cpuid)
+        .unwrap_or_else(|| {
+            hw::serial_write(
+                b"morgana: no PIT and no CPUID TSC frequency: assuming 1 GHz clocks\n",
+            );
+            (1_000_000_000, 1_000_000_000)
+        });
     TSC_MULT.store(
         ((1_000_000_000u128 << 32) / u128::from(tsc.max(1))) as u64,
         Ordering::Relaxed,
@@ -187,7 +194,7 @@ extern "C" fn start_on_stack() -> ! {
     let len = CMDLINE_LEN.load(Ordering::Relaxed) as usize;
     // SAFETY: `start` filled the first `len` bytes and nothing writes them
     // any more.
-    let raw = unsafe { &(&*(&raw const CMDLINE))[..len] };
+    let raw = unsafe { core::slice::from_raw_parts((&raw const CMDLINE).cast::<u8>(), len) };
     let raw = match core::str::from_utf8(raw) {
         Ok(s) => s,
         Err(e) => core::str::from_utf8(&raw[..e.valid_up_to()]).unwrap_or(""),
@@ -304,17 +311,26 @@ fn bind(raw: &str) -> Result<(Manifest, String), String> {
             .and_then(|n| n.parse::<usize>().ok())
             .filter(|&i| i < found.len())
             .ok_or_else(|| {
-                alloc::format!("{opt}: there is no virtio device '{value}' (found: {})", list())
+                alloc::format!(
+                    "{opt}: there is no virtio device '{value}' (found: {})",
+                    list()
+                )
             })?;
         if found[idx].kind != Some(kind) {
             return Err(alloc::format!(
                 "{opt}: virtio{idx} is a {} device, not a {} device",
                 found[idx].what,
-                if kind == DeviceKind::Net { "net" } else { "block" }
+                if kind == DeviceKind::Net {
+                    "net"
+                } else {
+                    "block"
+                }
             ));
         }
         if binding.iter().any(|&(_, bi)| bi == idx) {
-            return Err(alloc::format!("{opt}: virtio{idx} is already bound to another device"));
+            return Err(alloc::format!(
+                "{opt}: virtio{idx} is already bound to another device"
+            ));
         }
         binding.push((h, idx));
     }
@@ -463,19 +479,17 @@ pub fn yield_until(deadline: u64) -> u64 {
             hw::lapic_timer(0);
             return set;
         }
-        let ticks = (u128::from(deadline - now) * u128::from(APIC_MULT.load(Ordering::Relaxed)))
-            >> 32;
+        let ticks =
+            (u128::from(deadline - now) * u128::from(APIC_MULT.load(Ordering::Relaxed))) >> 32;
         hw::lapic_timer(ticks.clamp(1, u128::from(u32::MAX)) as u32);
         hw::halt();
     }
 }
 
 fn with_dev<R>(handle: u64, f: impl FnOnce(&mut dev::Driver) -> R) -> Result<R, Solo5Result> {
-    DEVS.with(|devs| {
-        match devs.get_mut(handle as usize) {
-            Some(Some(d)) => Ok(f(&mut d.driver)),
-            _ => Err(Solo5Result::Einval),
-        }
+    DEVS.with(|devs| match devs.get_mut(handle as usize) {
+        Some(Some(d)) => Ok(f(&mut d.driver)),
+        _ => Err(Solo5Result::Einval),
     })
 }
 
