@@ -56,10 +56,34 @@ pub fn render(stack: &Stack) -> String {
     let mem = morgana::mem_stats();
     let c = "counter";
     let g = "gauge";
-    metric(&mut o, "morgana_net_rx_frames_total", c, "Frames received.", net.rx_packets);
-    metric(&mut o, "morgana_net_rx_bytes_total", c, "Bytes received.", net.rx_bytes);
-    metric(&mut o, "morgana_net_tx_frames_total", c, "Frames sent.", net.tx_packets);
-    metric(&mut o, "morgana_net_tx_bytes_total", c, "Bytes sent.", net.tx_bytes);
+    metric(
+        &mut o,
+        "morgana_net_rx_frames_total",
+        c,
+        "Frames received.",
+        net.rx_packets,
+    );
+    metric(
+        &mut o,
+        "morgana_net_rx_bytes_total",
+        c,
+        "Bytes received.",
+        net.rx_bytes,
+    );
+    metric(
+        &mut o,
+        "morgana_net_tx_frames_total",
+        c,
+        "Frames sent.",
+        net.tx_packets,
+    );
+    metric(
+        &mut o,
+        "morgana_net_tx_bytes_total",
+        c,
+        "Bytes sent.",
+        net.tx_bytes,
+    );
     metric(
         &mut o,
         "morgana_net_sockets",
@@ -117,7 +141,13 @@ pub fn render(stack: &Stack) -> String {
         mem.allocated,
     );
     metric(&mut o, "morgana_tasks", g, "Tasks alive.", sched.tasks);
-    metric(&mut o, "morgana_scheduler_polls_total", c, "Task polls.", sched.polls);
+    metric(
+        &mut o,
+        "morgana_scheduler_polls_total",
+        c,
+        "Task polls.",
+        sched.polls,
+    );
     metric(
         &mut o,
         "morgana_scheduler_rounds_total",

@@ -312,7 +312,10 @@ mod tests {
         assert_eq!(rest, v(&["--", "--gdb=1"]));
         for bad in ["--gdb=0", "--gdb=65536", "--gdb=", "--gdb=x1"] {
             let e = split_debug_opts(&v(&[bad, "img"])).unwrap_err();
-            assert!(e.to_string().starts_with("malformed argument to --gdb"), "{e}");
+            assert!(
+                e.to_string().starts_with("malformed argument to --gdb"),
+                "{e}"
+            );
         }
         assert!(split_debug_opts(&v(&["--trace=", "img"])).is_err());
     }

@@ -72,13 +72,26 @@ fn metrics_scraped_with_curl_rise_under_wrk_load() {
         ] {
             assert!(before.contains_key(name), "{p:?}: no {name} in\n{body}");
         }
-        assert!(body.contains("# TYPE morgana_net_rx_frames_total counter"), "{body}");
+        assert!(
+            body.contains("# TYPE morgana_net_rx_frames_total counter"),
+            "{body}"
+        );
         assert!(body.contains("# TYPE morgana_tasks gauge"), "{body}");
 
         // Load the HTTP server, and scrape while it runs.
         let wrk = ns
             .command("wrk")
-            .args(["-t", "1", "-c", "4", "-d", "6s", "--timeout", "30s", "http://10.0.0.2/"])
+            .args([
+                "-t",
+                "1",
+                "-c",
+                "4",
+                "-d",
+                "6s",
+                "--timeout",
+                "30s",
+                "http://10.0.0.2/",
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("wrk");
@@ -88,7 +101,11 @@ fn metrics_scraped_with_curl_rise_under_wrk_load() {
         let wrk_out = String::from_utf8_lossy(&out.stdout);
         let requests: u64 = wrk_out
             .lines()
-            .find_map(|l| l.trim().split_once(" requests in ").map(|(n, _)| n.trim().parse().ok()))
+            .find_map(|l| {
+                l.trim()
+                    .split_once(" requests in ")
+                    .map(|(n, _)| n.trim().parse().ok())
+            })
             .flatten()
             .unwrap_or_else(|| panic!("{p:?}: wrk output: {wrk_out}"));
         assert!(requests > 0, "{p:?}: {wrk_out}");
