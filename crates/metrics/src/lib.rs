@@ -26,7 +26,7 @@
 //! | `morgana_scheduler_rounds_total` | counter | scheduler rounds |
 //! | `morgana_scheduler_wakeups_total` | counter | yields to the platform (each ends in a wake-up) |
 //! | `morgana_block_ops_total` | counter | scheduled block operations performed |
-//! | `morgana_uptime_seconds` | gauge | monotonic time since boot |
+//! | `morgana_clock_monotonic_seconds` | gauge | the monotonic clock (epoch: boot on hvt, the host's on spt and unix) |
 
 #![no_std]
 
@@ -172,9 +172,9 @@ pub fn render(stack: &Stack) -> String {
     let up = morgana::Instant::now().as_nanos();
     let _ = write!(
         o,
-        "# HELP morgana_uptime_seconds Monotonic time since boot.\n\
-         # TYPE morgana_uptime_seconds gauge\n\
-         morgana_uptime_seconds {}.{:09}\n",
+        "# HELP morgana_clock_monotonic_seconds The monotonic clock (its epoch is the platform's: boot on hvt, the host's on spt and unix).\n\
+         # TYPE morgana_clock_monotonic_seconds gauge\n\
+         morgana_clock_monotonic_seconds {}.{:09}\n",
         up / 1_000_000_000,
         up % 1_000_000_000
     );
