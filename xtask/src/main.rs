@@ -232,6 +232,8 @@ fn test() -> Result<()> {
             "-p",
             "morgana-kv",
             "-p",
+            "morgana-metrics",
+            "-p",
             "morgana-examples",
             "-p",
             "morgana-test-kernels",
