@@ -27,13 +27,13 @@ mod compat;
 const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"),
     ("iputils-ping", "ping"),
+    ("gdb", "gdb"),
     ("procps", "sysctl"),
     ("hyperfine", "hyperfine"),
     ("wrk", "wrk"),
     ("dnsmasq-base", "dnsmasq"),
     ("nginx-light", "nginx"),
     ("time", "time"),
-    ("gdb", "gdb"),
 ];
 
 fn main() -> ExitCode {
