@@ -30,6 +30,7 @@ mod compat;
 const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"),
     ("iputils-ping", "ping"),
+    ("gdb", "gdb"),
     ("procps", "sysctl"),
     ("hyperfine", "hyperfine"),
     ("wrk", "wrk"),
@@ -319,6 +320,8 @@ fn test() -> Result<()> {
             "morgana-net",
             "-p",
             "morgana-kv",
+            "-p",
+            "morgana-metrics",
             "-p",
             "morgana-examples",
             "-p",

@@ -547,6 +547,11 @@ impl SmolStack {
     pub fn stats(&self) -> StackStats {
         self.inner.borrow().stats
     }
+
+    /// The counters of the stack's network device (frames and bytes).
+    pub fn net_stats(&self) -> morgana::NetStats {
+        self.inner.borrow().dev.net.stats()
+    }
 }
 
 /// The driver task (see the module docs).

@@ -572,6 +572,45 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn sections_are_found_by_name() {
+        // An ELF header, then three section headers (null, the trace
+        // buffer, the name table), then the names.
+        let names = b"\0.morgana.trace\0.shstrtab\0";
+        let shoff = 64usize;
+        let str_off = shoff + 3 * 64;
+        let mut img = vec![0u8; str_off + names.len()];
+        img[..4].copy_from_slice(b"\x7fELF");
+        img[40..48].copy_from_slice(&(shoff as u64).to_le_bytes());
+        img[58..60].copy_from_slice(&64u16.to_le_bytes());
+        img[60..62].copy_from_slice(&3u16.to_le_bytes());
+        img[62..64].copy_from_slice(&2u16.to_le_bytes());
+        let sh = |img: &mut Vec<u8>, i: usize, name: u32, addr: u64, off: u64, size: u64| {
+            let o = shoff + i * 64;
+            img[o..o + 4].copy_from_slice(&name.to_le_bytes());
+            img[o + 16..o + 24].copy_from_slice(&addr.to_le_bytes());
+            img[o + 24..o + 32].copy_from_slice(&off.to_le_bytes());
+            img[o + 32..o + 40].copy_from_slice(&size.to_le_bytes());
+        };
+        sh(&mut img, 1, 1, 0x10b000, 0, 0x10000);
+        sh(&mut img, 2, 16, 0, str_off as u64, names.len() as u64);
+        img[str_off..].copy_from_slice(names);
+        assert_eq!(
+            find_section(&img, ".morgana.trace"),
+            Some((0x10b000, 0x10000))
+        );
+        assert_eq!(find_section(&img, ".morgana"), None);
+        assert_eq!(find_section(&img, ".bss"), None);
+        // Cut short, or headers pointing outside the file: nothing found.
+        assert_eq!(find_section(&img[..200], ".morgana.trace"), None);
+        let mut bad = img.clone();
+        bad[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(find_section(&bad, ".morgana.trace"), None);
+        let mut bad = img;
+        sh(&mut bad, 2, 16, 0, u64::MAX - 4, 100);
+        assert_eq!(find_section(&bad, ".morgana.trace"), None);
+    }
+
+    #[test]
     fn notes_are_found_and_checked() {
         let abi = |t: u32| {
             let mut d = t.to_le_bytes().to_vec();

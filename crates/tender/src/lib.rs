@@ -295,3 +295,39 @@ fn fail<M: Monitor>(msg: &str) -> u8 {
     let _ = writeln!(std::io::stderr(), "{}: {msg}", M::NAME);
     morgana_abi::EXIT_TENDER_ERROR
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn debug_options_are_taken_before_the_image_only() {
+        let (o, rest) = split_debug_opts(&v(&[
+            "--mem=8",
+            "--gdb=1234",
+            "--trace=/tmp/t",
+            "img",
+            "--gdb=1",
+        ]))
+        .unwrap();
+        assert_eq!(o.gdb, Some(1234));
+        assert_eq!(o.trace.as_deref(), Some(std::path::Path::new("/tmp/t")));
+        // The guest's own arguments are left alone.
+        assert_eq!(rest, v(&["--mem=8", "img", "--gdb=1"]));
+        let (o, rest) = split_debug_opts(&v(&["--", "--gdb=1"])).unwrap();
+        assert_eq!(o, DebugOpts::default());
+        assert_eq!(rest, v(&["--", "--gdb=1"]));
+        for bad in ["--gdb=0", "--gdb=65536", "--gdb=", "--gdb=x1"] {
+            let e = split_debug_opts(&v(&[bad, "img"])).unwrap_err();
+            assert!(
+                e.to_string().starts_with("malformed argument to --gdb"),
+                "{e}"
+            );
+        }
+        assert!(split_debug_opts(&v(&["--trace=", "img"])).is_err());
+    }
+}

@@ -21,8 +21,10 @@ async fn main() -> u8 {
         total += checkpoint(i * 10);
     }
     morgana::println!("gdb: total {total}");
-    while spin {
-        core::hint::black_box(&mut total);
+    if spin {
+        loop {
+            core::hint::black_box(&mut total);
+        }
     }
     if total == 123 { 7 } else { 1 }
 }
