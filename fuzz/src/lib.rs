@@ -30,8 +30,11 @@ use morgana_tender::image;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name: what `cargo xtask fuzz TARGET` runs.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("elf", elf),
     ("manifest", manifest),
     ("args", args),
@@ -80,7 +83,7 @@ pub fn elf(data: &[u8]) {
 fn check_plan(img: &[u8], plan: &elf::LoadPlan) {
     let page = morgana_abi::PAGE_SIZE;
     assert!(plan.entry >= morgana_abi::GUEST_MIN_BASE && plan.entry < ELF_MEM);
-    assert!(plan.end <= ELF_MEM && plan.end % page == 0);
+    assert!(plan.end <= ELF_MEM && plan.end.is_multiple_of(page));
     let mut last_end = 0;
     for s in &plan.segments {
         assert!(s.filesz <= s.memsz, "filesz > memsz: {s:?}");
@@ -91,7 +94,7 @@ fn check_plan(img: &[u8], plan: &elf::LoadPlan) {
         );
         let end = s.vaddr.checked_add(s.memsz).expect("vaddr overflow");
         assert!(s.vaddr >= morgana_abi::GUEST_MIN_BASE && end <= plan.end);
-        assert!(s.prot_start % page == 0 && s.prot_end % page == 0);
+        assert!(s.prot_start.is_multiple_of(page) && s.prot_end.is_multiple_of(page));
         assert!(s.prot_start <= s.vaddr && s.prot_end >= end && s.prot_end <= ELF_MEM);
         assert!(
             s.prot_start >= last_end,

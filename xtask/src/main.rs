@@ -9,6 +9,8 @@
 //! * `cargo xtask test`: the whole test suite (formatting, clippy, docs,
 //!   unit tests, then real images on real tenders and real taps);
 //! * `cargo xtask bench`: the benchmarks, written to `BENCHMARKS.md`;
+//! * `cargo xtask fuzz [TARGET] [SECONDS]`: the fuzz targets, each for
+//!   SECONDS, figures written to `BENCHMARKS.md`;
 //! * `cargo xtask compat SOLO5_DIR`: Solo5 ABI compatibility both ways,
 //!   against a built Solo5 tree, written to `COMPAT.md`.
 
@@ -21,6 +23,7 @@ mod bench;
 mod bench_net;
 mod bench_sched;
 mod compat;
+mod fuzz;
 
 /// Debian packages the tests and benchmarks use.
 const PACKAGES: &[(&str, &str)] = &[
@@ -32,6 +35,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dnsmasq-base", "dnsmasq"),
     ("nginx-light", "nginx"),
     ("time", "time"),
+    ("g++", "g++"),
 ];
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
             .and_then(|()| build())
             .and_then(|()| bench::run(&args[1..])),
         "compat" => compat::run(&args[1..]),
+        "fuzz" => setup().and_then(|()| fuzz::run(&args[1..])),
         // Probes the network benchmark runs inside its namespace.
         "__get" => bench_net::get(&args[1]),
         "__bulk" => args[2]
@@ -58,7 +63,9 @@ fn main() -> ExitCode {
             .and_then(|n| bench_net::hold(&args[1], n)),
 
         _ => {
-            eprintln!("usage: cargo xtask setup|build|demo|test|bench|compat SOLO5_DIR");
+            eprintln!(
+                "usage: cargo xtask setup|build|demo|test|bench [NAME...]|fuzz [TARGET] [SECONDS]|compat SOLO5_DIR"
+            );
             return ExitCode::from(2);
         }
     };
