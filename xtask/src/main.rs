@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             .parse()
             .map_err(anyhow::Error::from)
             .and_then(|n| bench_net::bulk(&args[1], n)),
+        "__echo" => bench_net::echo(&args[1]),
         "__hold" => args[2]
             .parse()
             .map_err(anyhow::Error::from)
