@@ -36,6 +36,10 @@ const TARGETS: &[(&str, &str)] = &[
         "hypercalls",
         "64 KiB of guest memory and up to 255 hvt hypercalls on it, served by morgana-hvt's handler (block file, socket for the tap)",
     ),
+    (
+        "net",
+        "up to 64 Ethernet frames arriving on a `Net` device (runtime's simulated platform), through morgana-net's driver and smoltcp, TCP and UDP echo on port 7",
+    ),
 ];
 
 const TRIPLE: &str = "x86_64-unknown-linux-gnu";
@@ -67,6 +71,8 @@ fn build() -> Result<()> {
         ])
         .arg(fuzz_dir())
         .env_remove("RUSTFLAGS")
+        // The `net` target runs the runtime on its simulated platform.
+        .env("MORGANA_SIM", "1")
         .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", RUSTFLAGS)
         .status()
         .context("cannot run cargo")?;

@@ -258,6 +258,12 @@ fn test() -> Result<()> {
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     run(cargo().args(["test", "--workspace", "--exclude", "morgana-tests"]))?;
+    // The fuzz targets' replays again, with the `net` target (it needs the
+    // runtime's simulated platform, hence a target directory of its own).
+    run(cargo()
+        .args(["test", "-p", "morgana-fuzz", "--target-dir"])
+        .arg(root().join("target/sim"))
+        .env("MORGANA_SIM", "1"))?;
     build()?;
     if !is_root() {
         bail!("the integration tests need root (network namespaces, taps, KVM): run as root");

@@ -103,7 +103,7 @@ struct Executor {
 static EXEC: Global<Executor> = Global::new(Executor::new());
 
 /// Fresh scheduler state, for the unit tests.
-#[cfg(test)]
+#[cfg(any(test, morgana_sim))]
 pub(crate) fn reset() {
     let old = EXEC.with(|e| core::mem::replace(e, Executor::new()));
     // Leftover tasks of a previous test are dropped with their futures.
