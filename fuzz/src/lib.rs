@@ -1,19 +1,19 @@
 //! The bodies of Morgana's fuzz targets: every place where input from
 //! outside the tender's trust crosses into it.
 //!
-//! * [`elf`]: an image file, through the ELF loader's planning, note
+//! * [`elf()`]: an image file, through the ELF loader's planning, note
 //!   lookup and the image checks (ABI note, manifest note), then the load
 //!   into real hvt guest memory;
 //! * [`manifest`]: a manifest note, through both of its decoders (the
 //!   tender's [`Manifest::validate`] and the guest's zero-copy
 //!   [`ManifestView`]), which must agree, and the encoder;
-//! * [`args`]: a tender command line (NUL-separated arguments) through the
+//! * [`args()`]: a tender command line (NUL-separated arguments) through the
 //!   option scanner, both parsers (tender and unix) and the guest command
 //!   line builder;
-//! * [`hypercalls`]: arbitrary guest memory and a sequence of hvt
+//! * [`hypercalls()`]: arbitrary guest memory and a sequence of hvt
 //!   hypercalls on it, served by the hvt tender's real handler with a real
 //!   block file and a real datagram socket in place of the tap;
-//! * [`net`] (only in a build with `MORGANA_SIM=1`, on the runtime's
+//! * `net` (only in a build with `MORGANA_SIM=1`, on the runtime's
 //!   simulated platform): Ethernet frames arriving on a `Net` device, read
 //!   by `morgana-net`'s device driver and its stack (smoltcp) exactly as on
 //!   a real platform, with TCP and UDP echo servers listening.
@@ -50,7 +50,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 /// Guest memory size the `elf` target plans and loads for.
 const ELF_MEM: u64 = 4 << 20;
 
-/// An image file: planned for an hvt guest of [`ELF_MEM`] bytes, its
+/// An image file: planned for an hvt guest of 4 MiB, its
 /// notes looked up, checked as an hvt and an spt image, and loaded.
 pub fn elf(data: &[u8]) {
     for (ty, align, max) in [
@@ -320,7 +320,7 @@ pub fn net(data: &[u8]) {
     net_answers(data);
 }
 
-/// [`net`], returning the frames the stack sent.
+/// `net`, returning the frames the stack sent.
 #[cfg(morgana_sim)]
 fn net_answers(data: &[u8]) -> Vec<Vec<u8>> {
     use morgana::Device as _;
