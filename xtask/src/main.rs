@@ -261,7 +261,14 @@ fn test() -> Result<()> {
     // The fuzz targets' replays again, with the `net` target (it needs the
     // runtime's simulated platform, hence a target directory of its own).
     run(cargo()
-        .args(["test", "-p", "morgana-fuzz", "--target-dir"])
+        .args([
+            "test",
+            "-p",
+            "morgana-fuzz",
+            "-p",
+            "morgana-fuzz-net",
+            "--target-dir",
+        ])
         .arg(root().join("target/sim"))
         .env("MORGANA_SIM", "1"))?;
     build()?;
