@@ -157,10 +157,14 @@ impl Guest {
                 c
             }
         };
+        let err_path = std::env::temp_dir().join(format!(
+            "morgana-bench-guest-{}.err",
+            std::process::id()
+        ));
         let mut child = c
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&err_path)?)
             .spawn()
             .context("starting the unikernel")?;
         let (tx, lines) = mpsc::channel();
@@ -173,7 +177,10 @@ impl Guest {
             }
         });
         let mut g = Self { child, lines };
-        g.wait("listening")?;
+        if let Err(e) = g.wait("listening") {
+            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+            bail!("{platform} {image} {args:?}: {e}: {}", err.trim());
+        }
         Ok(g)
     }
 
