@@ -157,10 +157,8 @@ impl Guest {
                 c
             }
         };
-        let err_path = std::env::temp_dir().join(format!(
-            "morgana-bench-guest-{}.err",
-            std::process::id()
-        ));
+        let err_path =
+            std::env::temp_dir().join(format!("morgana-bench-guest-{}.err", std::process::id()));
         let mut child = c
             .args(args)
             .stdout(Stdio::piped())
