@@ -13,6 +13,11 @@ fn main() {
     // `--cfg morgana_no_trace` compiles the trace points out (to measure
     // what they cost when tracing is off: `cargo xtask bench trace`).
     println!("cargo::rustc-check-cfg=cfg(morgana_no_trace)");
+    // `MORGANA_SIM=1` (set by `cargo xtask fuzz` for its own build): a
+    // host build runs on the unit tests' simulated platform instead of
+    // unix, so that a fuzzer can feed devices from memory.
+    println!("cargo::rustc-check-cfg=cfg(morgana_sim)");
+    println!("cargo::rerun-if-env-changed=MORGANA_SIM");
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let hvt = env::var_os("CARGO_FEATURE_HVT").is_some();
     let spt = env::var_os("CARGO_FEATURE_SPT").is_some();
@@ -30,6 +35,9 @@ fn main() {
         (os, ..) => panic!("morgana: unsupported target OS `{os}`"),
     };
     println!("cargo::rustc-cfg=morgana_platform=\"{platform}\"");
+    if platform == "unix" && env::var_os("MORGANA_SIM").is_some() {
+        println!("cargo::rustc-cfg=morgana_sim");
+    }
     // Dependents' build scripts see this as DEP_MORGANA_PLATFORM.
     println!("cargo::metadata=platform={platform}");
     if os == "none" {

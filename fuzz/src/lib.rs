@@ -1,18 +1,22 @@
 //! The bodies of Morgana's fuzz targets: every place where input from
 //! outside the tender's trust crosses into it.
 //!
-//! * [`elf`]: an image file, through the ELF loader's planning, note
+//! * [`elf()`]: an image file, through the ELF loader's planning, note
 //!   lookup and the image checks (ABI note, manifest note), then the load
 //!   into real hvt guest memory;
 //! * [`manifest`]: a manifest note, through both of its decoders (the
 //!   tender's [`Manifest::validate`] and the guest's zero-copy
 //!   [`ManifestView`]), which must agree, and the encoder;
-//! * [`args`]: a tender command line (NUL-separated arguments) through the
+//! * [`args()`]: a tender command line (NUL-separated arguments) through the
 //!   option scanner, both parsers (tender and unix) and the guest command
 //!   line builder;
-//! * [`hypercalls`]: arbitrary guest memory and a sequence of hvt
+//! * [`hypercalls()`]: arbitrary guest memory and a sequence of hvt
 //!   hypercalls on it, served by the hvt tender's real handler with a real
-//!   block file and a real datagram socket in place of the tap.
+//!   block file and a real datagram socket in place of the tap;
+//! * `net` (only in a build with `MORGANA_SIM=1`, on the runtime's
+//!   simulated platform): Ethernet frames through `morgana-net`'s driver
+//!   and smoltcp, in the crate `morgana-fuzz-net` (a library of its own,
+//!   so that `morgana build` does not take this crate for unikernels).
 //!
 //! Each function panics only on a bug (a violated invariant); every
 //! rejection must come back as an error. The binaries in `fuzz_targets/`
@@ -30,18 +34,23 @@ use morgana_tender::image;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name: what `cargo xtask fuzz TARGET` runs.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("elf", elf),
     ("manifest", manifest),
     ("args", args),
     ("hypercalls", hypercalls),
+    #[cfg(morgana_sim)]
+    ("net", morgana_fuzz_net::net),
 ];
 
 /// Guest memory size the `elf` target plans and loads for.
 const ELF_MEM: u64 = 4 << 20;
 
-/// An image file: planned for an hvt guest of [`ELF_MEM`] bytes, its
+/// An image file: planned for an hvt guest of 4 MiB, its
 /// notes looked up, checked as an hvt and an spt image, and loaded.
 pub fn elf(data: &[u8]) {
     for (ty, align, max) in [
@@ -80,7 +89,7 @@ pub fn elf(data: &[u8]) {
 fn check_plan(img: &[u8], plan: &elf::LoadPlan) {
     let page = morgana_abi::PAGE_SIZE;
     assert!(plan.entry >= morgana_abi::GUEST_MIN_BASE && plan.entry < ELF_MEM);
-    assert!(plan.end <= ELF_MEM && plan.end % page == 0);
+    assert!(plan.end <= ELF_MEM && plan.end.is_multiple_of(page));
     let mut last_end = 0;
     for s in &plan.segments {
         assert!(s.filesz <= s.memsz, "filesz > memsz: {s:?}");
@@ -91,7 +100,7 @@ fn check_plan(img: &[u8], plan: &elf::LoadPlan) {
         );
         let end = s.vaddr.checked_add(s.memsz).expect("vaddr overflow");
         assert!(s.vaddr >= morgana_abi::GUEST_MIN_BASE && end <= plan.end);
-        assert!(s.prot_start % page == 0 && s.prot_end % page == 0);
+        assert!(s.prot_start.is_multiple_of(page) && s.prot_end.is_multiple_of(page));
         assert!(s.prot_start <= s.vaddr && s.prot_end >= end && s.prot_end <= ELF_MEM);
         assert!(
             s.prot_start >= last_end,

@@ -346,17 +346,33 @@ pub fn run(args: &[String]) -> Result<()> {
             produced.push(s);
         }
     }
+    let out = write_sections(produced)?;
+    print!("{out}");
+    Ok(())
+}
+
+/// The sections of BENCHMARKS.md as they are now.
+pub fn current_sections() -> Vec<Section> {
+    parse_sections(&std::fs::read_to_string(root().join("BENCHMARKS.md")).unwrap_or_default())
+}
+
+/// Merges `produced` into BENCHMARKS.md (replacing sections of the same
+/// title, keeping the others); returns the new text.
+pub fn write_sections(produced: Vec<Section>) -> Result<String> {
     let path = root().join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let sections = merge_sections(parse_sections(&old), produced);
+    let sections = merge_sections(current_sections(), produced);
     let mut out = String::from(HEADER);
     out.push_str(MACHINE_NOTE);
     for s in sections {
         write!(out, "\n## {}\n\n{}", s.title, s.body)?;
     }
     std::fs::write(&path, &out)?;
-    print!("{out}");
-    Ok(())
+    Ok(out)
+}
+
+/// The line that starts every section: when, at which commit, on what.
+pub fn stamp() -> String {
+    machine()
 }
 
 #[cfg(test)]

@@ -168,10 +168,12 @@ impl Guest {
                 c
             }
         };
+        let err_path =
+            std::env::temp_dir().join(format!("morgana-bench-guest-{}.err", std::process::id()));
         let mut child = c
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&err_path)?)
             .spawn()
             .context("starting the unikernel")?;
         let (tx, lines) = mpsc::channel();
@@ -184,7 +186,10 @@ impl Guest {
             }
         });
         let mut g = Self { child, lines };
-        g.wait("listening")?;
+        if let Err(e) = g.wait("listening") {
+            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+            bail!("{platform} {image} {args:?}: {e}: {}", err.trim());
+        }
         Ok(g)
     }
 
@@ -302,10 +307,24 @@ pub fn section() -> Result<Section> {
          | server | requests/s | p99 latency | ratio to nginx |\n|---|---|---|---|\n\
          | nginx | {nginx_rps:.0} | {nginx_p99} | 1.00 |"
     )?;
-    let mut bulk = String::from(
+    // Linux's own TCP on both ends: an echo server in the server
+    // namespace, the same client over the veth pair.
+    let linux_mbs = {
+        let _echo = linux_echo()?;
+        let n: u64 = 1 << 30;
+        let secs: f64 = xtask_in_client(&["__bulk", "10.1.0.2:7", &n.to_string()])?.parse()?;
+        n as f64 / 1e6 / secs
+    };
+    let mut bulk = format!(
         "\nBulk TCP through the echo example (`echo --ipv4=10.0.0.2/24`): the client sends N bytes and\n\
-         reads them back concurrently (`xtask __bulk 10.0.0.2:7 N` in the client namespace).\n\n\
-         | platform | bytes | MB/s each way |\n|---|---|---|\n",
+         reads them back concurrently (`xtask __bulk 10.0.0.2:7 N` in the client namespace). Linux: the\n\
+         same client against a Linux echo server (`xtask __echo 10.1.0.2:7`, a thread per connection) in\n\
+         the server namespace, over the veth pair (MTU 1500, Linux's default offloads), in the same run.\n\
+         Rows with `--tcp-buffer` give the stack larger socket buffers (window scaling follows); rows\n\
+         with MTU 65000 set the tap's MTU to 65000 first (`ip link set tap0 mtu 65000`: the guest takes\n\
+         its MTU from the tap), so that one frame carries 44 times the data.\n\n\
+         | platform | configuration | bytes | MB/s each way | ratio to Linux |\n|---|---|---|---|---|\n\
+         | Linux | veth, MTU 1500 | 1024 MiB | {linux_mbs:.1} | 1.00 |\n",
     );
     let mut mem = String::from(
         "\nMemory of `http-hello --stats-interval=200` (heap bytes allocated, from its own stats line):\n\
@@ -322,17 +341,35 @@ pub fn section() -> Result<Section> {
                 rps / nginx_rps
             )?;
         }
-        {
-            let _g = Guest::start(p, "echo", &["--ipv4=10.0.0.2/24"])?;
+        let configs: &[(&str, u32, &[&str])] = if p == "hvt" {
+            &[("defaults", 1500, &[])]
+        } else {
+            &[
+                ("defaults", 1500, &[]),
+                ("`--tcp-buffer=262144`", 1500, &["--tcp-buffer=262144"]),
+                (
+                    "MTU 65000, `--tcp-buffer=1048576`",
+                    65000,
+                    &["--tcp-buffer=1048576"],
+                ),
+            ]
+        };
+        for (what, mtu, extra) in configs {
+            tap_mtu(*mtu)?;
+            let mut args = vec!["--ipv4=10.0.0.2/24"];
+            args.extend_from_slice(extra);
+            let _g = Guest::start(p, "echo", &args)?;
             let n: u64 = if p == "hvt" { 4 << 20 } else { 256 << 20 };
             let secs: f64 = xtask_in_client(&["__bulk", "10.0.0.2:7", &n.to_string()])?.parse()?;
+            let mbs = n as f64 / 1e6 / secs;
             writeln!(
                 bulk,
-                "| {p} | {} MiB | {:.1} |",
+                "| {p} | {what} | {} MiB | {mbs:.1} | {:.3} |",
                 n >> 20,
-                n as f64 / 1e6 / secs
+                mbs / linux_mbs
             )?;
         }
+        tap_mtu(1500)?;
         {
             let mut g = Guest::start(
                 p,
@@ -371,6 +408,70 @@ pub fn section() -> Result<Section> {
         title: "Network".into(),
         body,
     })
+}
+
+/// Sets the MTU of the client namespace's tap (before a guest starts).
+fn tap_mtu(mtu: u32) -> Result<()> {
+    ip(&[
+        "-n",
+        CLIENT.as_str(),
+        "link",
+        "set",
+        "tap0",
+        "mtu",
+        &mtu.to_string(),
+    ])
+}
+
+/// The Linux echo server (`__echo`) in the server namespace, once it
+/// listens; killed on drop.
+struct LinuxEcho(Child);
+
+impl Drop for LinuxEcho {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn linux_echo() -> Result<LinuxEcho> {
+    let me = std::env::current_exe()?;
+    let mut child = in_ns(SERVER.as_str(), me.to_str().unwrap())
+        .args(["__echo", "10.1.0.2:7"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the Linux echo server")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+    if !line.contains("listening") {
+        let _ = child.kill();
+        bail!("the Linux echo server did not start");
+    }
+    Ok(LinuxEcho(child))
+}
+
+/// `__echo ADDR`: a TCP echo server on Linux's stack, a thread per
+/// connection; prints `listening` once bound.
+pub fn echo(addr: &str) -> Result<()> {
+    let l = std::net::TcpListener::bind(addr)?;
+    println!("listening on {addr}");
+    std::io::stdout().flush()?;
+    for s in l.incoming() {
+        let mut s = s?;
+        std::thread::spawn(move || {
+            let mut w = match s.try_clone() {
+                Ok(w) => w,
+                Err(_) => return,
+            };
+            let mut buf = vec![0u8; 256 * 1024];
+            while let Ok(n @ 1..) = s.read(&mut buf) {
+                if w.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(())
 }
 
 /// `__get ADDR`: GET / and print the body.

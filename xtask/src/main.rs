@@ -9,6 +9,8 @@
 //! * `cargo xtask test`: the whole test suite (formatting, clippy, docs,
 //!   unit tests, then real images on real tenders and real taps);
 //! * `cargo xtask bench`: the benchmarks, written to `BENCHMARKS.md`;
+//! * `cargo xtask fuzz [TARGET] [SECONDS]`: the fuzz targets, each for
+//!   SECONDS, figures written to `BENCHMARKS.md`;
 //! * `cargo xtask compat SOLO5_DIR`: Solo5 ABI compatibility both ways,
 //!   against a built Solo5 tree, written to `COMPAT.md`.
 
@@ -25,6 +27,7 @@ mod bench_tls;
 mod bench_trace;
 mod bench_socket;
 mod compat;
+mod fuzz;
 
 /// Debian packages the tests and benchmarks use.
 const PACKAGES: &[(&str, &str)] = &[
@@ -41,6 +44,7 @@ const PACKAGES: &[(&str, &str)] = &[
     (QEMU_PACKAGE, "qemu-system-x86_64"),
     ("openssl", "openssl"),
     ("curl", "curl"),
+    ("g++", "g++"),
 ];
 
 /// QEMU for the virtio platform: from the distribution's backports (QEMU
@@ -118,19 +122,23 @@ fn main() -> ExitCode {
             .and_then(|()| build())
             .and_then(|()| bench::run(&args[1..])),
         "compat" => compat::run(&args[1..]),
+        "fuzz" => setup().and_then(|()| fuzz::run(&args[1..])),
         // Probes the network benchmark runs inside its namespace.
         "__get" => bench_net::get(&args[1]),
         "__bulk" => args[2]
             .parse()
             .map_err(anyhow::Error::from)
             .and_then(|n| bench_net::bulk(&args[1], n)),
+        "__echo" => bench_net::echo(&args[1]),
         "__hold" => args[2]
             .parse()
             .map_err(anyhow::Error::from)
             .and_then(|n| bench_net::hold(&args[1], n)),
 
         _ => {
-            eprintln!("usage: cargo xtask setup|build|demo|test|bench|compat SOLO5_DIR");
+            eprintln!(
+                "usage: cargo xtask setup|build|demo|test|bench [NAME...]|fuzz [TARGET] [SECONDS]|compat SOLO5_DIR"
+            );
             return ExitCode::from(2);
         }
     };
@@ -337,6 +345,19 @@ fn test() -> Result<()> {
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     run(cargo().args(["test", "--workspace", "--exclude", "morgana-tests"]))?;
+    // The fuzz targets' replays again, with the `net` target (it needs the
+    // runtime's simulated platform, hence a target directory of its own).
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "morgana-fuzz",
+            "-p",
+            "morgana-fuzz-net",
+            "--target-dir",
+        ])
+        .arg(root().join("target/sim"))
+        .env("MORGANA_SIM", "1"))?;
     build()?;
     if !is_root() {
         bail!("the integration tests need root (network namespaces, taps, KVM): run as root");

@@ -3,7 +3,7 @@
 
 use crate::global::Global;
 use morgana_abi::mft::{DeviceKind, Entry, ManifestView};
-#[cfg(any(test, morgana_platform = "unix", morgana_platform = "virtio"))]
+#[cfg(any(test, morgana_sim, morgana_platform = "unix", morgana_platform = "virtio"))]
 use {alloc::boxed::Box, morgana_abi::mft::Manifest};
 
 struct BootData {
@@ -21,7 +21,7 @@ unsafe extern "Rust" {
 }
 
 /// Records the boot data, runs the program, exits with its status.
-#[cfg_attr(test, allow(dead_code))]
+#[cfg_attr(any(test, morgana_sim), allow(dead_code))]
 pub(crate) fn start(cmdline: &'static str, manifest: ManifestView<'static>) -> ! {
     BOOT.with(|b| {
         *b = Some(BootData {
@@ -35,13 +35,14 @@ pub(crate) fn start(cmdline: &'static str, manifest: ManifestView<'static>) -> !
     crate::platform::exit(status)
 }
 
-/// Boot data for the unit tests (no program, no `__morgana_main`).
-#[cfg(test)]
-pub(crate) fn set_for_test(manifest: Manifest) {
+/// Boot data for the unit tests and the simulated platform (no program,
+/// no `__morgana_main`).
+#[cfg(any(test, morgana_sim))]
+pub(crate) fn set_for_test(manifest: Manifest, cmdline: &'static str) {
     let manifest = leak_encoded(&manifest);
     BOOT.with(|b| {
         *b = Some(BootData {
-            cmdline: "",
+            cmdline,
             manifest,
             acquired: 0,
         })

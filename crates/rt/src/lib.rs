@@ -276,7 +276,7 @@ pub mod __private {
 
     /// The unix platform's start-up, called by the C `main` that
     /// `#[morgana::main]` emits.
-    #[cfg(all(morgana_platform = "unix", not(test)))]
+    #[cfg(all(morgana_platform = "unix", not(any(test, morgana_sim))))]
     pub use crate::platform::unix::unix_main;
 
     /// Reports a device that could not be connected, and exits 1.

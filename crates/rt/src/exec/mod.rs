@@ -104,11 +104,14 @@ struct Executor {
 static EXEC: Global<Executor> = Global::new(Executor::new());
 
 /// Fresh scheduler state, for the unit tests.
-#[cfg(test)]
+#[cfg(any(test, morgana_sim))]
 pub(crate) fn reset() {
     let old = EXEC.with(|e| core::mem::replace(e, Executor::new()));
-    // Leftover tasks of a previous test are dropped with their futures.
-    core::mem::forget(old);
+    // Leftover tasks of a previous run are dropped with their futures
+    // (after the swap, so that their destructors see the fresh state): a
+    // fuzzer runs thousands of runs in one process, and forgetting them
+    // would leak every run's tasks and what they hold.
+    drop(old);
     HOOKS.with(|h| h.clear());
 }
 

@@ -545,3 +545,35 @@ fn block_errors_are_typed() {
         });
     });
 }
+
+/// A run's leftover tasks (and what they hold) are freed by the next run:
+/// the fuzzer's `net` target does thousands of runs in one process, and
+/// leaking them ran it out of memory.
+#[test]
+fn the_next_run_frees_the_leftover_tasks_of_a_run() {
+    let held = Rc::new(());
+    sim::run(&net(), 512, || {
+        let h = held.clone();
+        block_on(async move {
+            // One task waiting for a frame that never comes, one asleep.
+            drop(spawn({
+                let h = h.clone();
+                async move {
+                    let net = Net::acquire("service").unwrap();
+                    let mut b = [0u8; 64];
+                    let _ = net.read(&mut b).await;
+                    drop(h);
+                }
+            }));
+            drop(spawn(async move {
+                sleep(Duration::from_secs(3600)).await;
+                drop(h);
+            }));
+            yield_now().await;
+            0
+        });
+    });
+    assert_eq!(Rc::strong_count(&held), 3, "the tasks are still there");
+    sim::run(&[], 512, || {});
+    assert_eq!(Rc::strong_count(&held), 1, "the leftover tasks leaked");
+}

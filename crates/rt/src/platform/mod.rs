@@ -17,11 +17,11 @@
 pub(crate) mod bare;
 #[cfg(morgana_platform = "hvt")]
 pub mod hvt;
-#[cfg(test)]
+#[cfg(any(test, morgana_sim))]
 pub mod sim;
 #[cfg(morgana_platform = "spt")]
 pub mod spt;
-#[cfg(all(morgana_platform = "unix", not(test)))]
+#[cfg(all(morgana_platform = "unix", not(any(test, morgana_sim))))]
 pub mod unix;
 #[cfg(morgana_platform = "virtio")]
 pub mod virtio;
@@ -30,11 +30,11 @@ mod x86;
 
 #[cfg(morgana_platform = "hvt")]
 pub(crate) use hvt as imp;
-#[cfg(test)]
+#[cfg(any(test, morgana_sim))]
 pub(crate) use sim as imp;
 #[cfg(morgana_platform = "spt")]
 pub(crate) use spt as imp;
-#[cfg(all(morgana_platform = "unix", not(test)))]
+#[cfg(all(morgana_platform = "unix", not(any(test, morgana_sim))))]
 pub(crate) use unix as imp;
 #[cfg(morgana_platform = "virtio")]
 pub(crate) use virtio as imp;

@@ -66,6 +66,16 @@ fn with<R>(f: impl FnOnce(&mut Sim) -> R) -> R {
 /// Runs `test` on fresh runtime state with `devices` attached (block
 /// devices get 64 sectors of `sector` bytes); tests are serialised.
 pub fn run<R>(devices: &[DeviceDecl], sector: u16, test: impl FnOnce() -> R) -> R {
+    run_with_cmdline(devices, sector, "", test)
+}
+
+/// [`run`] with `cmdline` as the unikernel's command line.
+pub fn run_with_cmdline<R>(
+    devices: &[DeviceDecl],
+    sector: u16,
+    cmdline: &'static str,
+    test: impl FnOnce() -> R,
+) -> R {
     let _serial: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut m = Manifest::from_decls(devices).expect("valid declarations");
     let mut disks = Vec::new();
@@ -93,7 +103,7 @@ pub fn run<R>(devices: &[DeviceDecl], sector: u16, test: impl FnOnce() -> R) -> 
         console: Vec::new(),
     });
     crate::exec::reset();
-    crate::boot::set_for_test(m);
+    crate::boot::set_for_test(m, cmdline);
     test()
 }
 

@@ -1,0 +1,143 @@
+//! The `net` fuzz target of `morgana-fuzz`: Ethernet frames arriving on a
+//! `Net` device, read by `morgana-net`'s device driver and its stack
+//! (smoltcp) exactly as on a real platform, with TCP and UDP echo servers
+//! listening.
+//!
+//! It runs on the runtime's simulated platform (virtual clock, frames
+//! injected from memory), which a host build gets with `MORGANA_SIM=1`;
+//! without it this crate is empty. A library of its own: `morgana build`
+//! takes every workspace package with binaries that depends on `morgana`
+//! for a unikernel, and the fuzz targets are not.
+
+#![cfg(morgana_sim)]
+
+use morgana::abi::mft::{DeviceDecl, DeviceKind};
+
+/// Frames of the `net` target: `data` is `[flags, (len: u16 LE, bytes)*]`;
+/// each frame (at most 1514 bytes, at most 64 of them) arrives 1 ms after
+/// the previous one on the stack's device (`--ipv4=10.0.0.2/24`, TCP and
+/// UDP echo on port 7). With bit 0 of `flags` set, IPv4 header, TCP, UDP
+/// and ICMP checksums are filled in first, so that the fuzzer gets past
+/// them into the protocol code.
+pub fn net(data: &[u8]) {
+    net_answers(data);
+}
+
+/// [`net`], returning the frames the stack sent.
+pub fn net_answers(data: &[u8]) -> Vec<Vec<u8>> {
+    use morgana::Device as _;
+    use morgana::platform::sim;
+    use morgana_net::{Stack, TcpListener, UdpSocket};
+    const MS: u64 = 1_000_000;
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return Vec::new();
+    };
+    let decl = [DeviceDecl {
+        name: "service",
+        kind: DeviceKind::Net,
+    }];
+    let cmdline = "--ipv4=10.0.0.2/24 --ipv4-gateway=10.0.0.1 --max-sockets=16 --backlog=2 \
+                   --tcp-buffer=4096 --udp-buffer=4096 --log-level=off";
+    sim::run_with_cmdline(&decl, 512, cmdline, || {
+        let start = sim::now();
+        let mut n = 0;
+        while rest.len() >= 2 && n < 64 {
+            let len = usize::from(u16::from_le_bytes([rest[0], rest[1]])) % 1515;
+            let len = len.min(rest.len() - 2);
+            let mut frame = rest[2..2 + len].to_vec();
+            rest = &rest[2 + len..];
+            if flags & 1 == 1 {
+                fill_checksums(&mut frame);
+            }
+            n += 1;
+            sim::inject(1, start + n * MS, &frame);
+        }
+        morgana::__private::block_on(async move {
+            let stack = Stack::connect(&["service"])
+                .await
+                .expect("the stack starts");
+            let tcp = TcpListener::bind(&stack, 7).expect("TCP port 7");
+            let udp = UdpSocket::bind(&stack, 7).expect("UDP port 7");
+            morgana::spawn(async move {
+                while let Ok((s, _)) = tcp.accept().await {
+                    morgana::spawn(async move {
+                        let mut b = [0u8; 512];
+                        while let Ok(n @ 1..) = s.read(&mut b).await {
+                            if s.write_all(&b[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            morgana::spawn(async move {
+                let mut b = [0u8; 512];
+                while let Ok((n, from)) = udp.recv_from(&mut b).await {
+                    let _ = udp.send_to(&b[..n], from).await;
+                }
+            });
+            morgana::sleep(core::time::Duration::from_millis(100 + n)).await;
+            0
+        });
+        sim::sent().into_iter().map(|(_, f)| f).collect()
+    })
+}
+
+/// Fills in the IPv4 header checksum and the TCP, UDP or ICMP checksum of
+/// an Ethernet frame carrying IPv4, where the lengths allow.
+fn fill_checksums(f: &mut [u8]) {
+    use smoltcp::wire::{Icmpv4Packet, IpAddress, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
+    if f.len() < 34 || f[12..14] != [0x08, 0x00] {
+        return;
+    }
+    let ip = &mut f[14..];
+    let Ok(mut p) = Ipv4Packet::new_checked(&mut *ip) else {
+        return;
+    };
+    p.fill_checksum();
+    let src = IpAddress::Ipv4(p.src_addr());
+    let dst = IpAddress::Ipv4(p.dst_addr());
+    let proto = p.next_header();
+    let (hl, tl) = (usize::from(p.header_len()), usize::from(p.total_len()));
+    if hl > tl || tl > ip.len() {
+        return;
+    }
+    let payload = &mut ip[hl..tl];
+    match proto {
+        IpProtocol::Tcp => {
+            if let Ok(mut t) = TcpPacket::new_checked(payload) {
+                t.fill_checksum(&src, &dst);
+            }
+        }
+        IpProtocol::Udp => {
+            if let Ok(mut u) = UdpPacket::new_checked(payload) {
+                u.fill_checksum(&src, &dst);
+            }
+        }
+        IpProtocol::Icmp => {
+            if let Ok(mut i) = Icmpv4Packet::new_checked(payload) {
+                i.fill_checksum();
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The `net` target reaches the protocols: an ARP request, a SYN and a
+    /// UDP datagram to port 7 get answers.
+    #[test]
+    fn net_seeds_get_answers() {
+        for (seed, at_least) in [("arp-syn-data", 2), ("udp-icmp", 3)] {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../seeds/net")
+                .join(seed);
+            let sent = net_answers(&std::fs::read(p).unwrap());
+            assert!(sent.len() >= at_least, "{seed}: {} frames sent", sent.len());
+        }
+    }
+}
