@@ -195,6 +195,15 @@ impl Drop for Guest {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // spt's guest is the tender's child: end whatever still runs in the
+        // client namespace (ours alone), so the next guest gets the tap.
+        let _ = Command::new("sh")
+            .args([
+                "-c",
+                &format!("ip netns pids {} | xargs -r kill -9", CLIENT.as_str()),
+            ])
+            .status();
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
