@@ -153,14 +153,25 @@ impl TlsListener {
     }
 }
 
-/// Connects to `remote` over TCP and runs a TLS handshake, verifying the
-/// server's certificate against `anchors` and `server_name` (a DNS name or
-/// an IP address).
+/// Connects to `remote` over TCP and runs a TLS handshake (within
+/// [`HANDSHAKE_TIMEOUT`]), verifying the server's certificate against
+/// `anchors` and `server_name` (a DNS name or an IP address).
 pub async fn connect(
     stack: &Stack,
     remote: impl Into<IpEndpoint>,
     server_name: &str,
     anchors: &TrustAnchors,
+) -> Result<TlsStream, TlsError> {
+    connect_with_timeout(stack, remote, server_name, anchors, HANDSHAKE_TIMEOUT).await
+}
+
+/// [`connect`], with the handshake allowed `limit`.
+pub async fn connect_with_timeout(
+    stack: &Stack,
+    remote: impl Into<IpEndpoint>,
+    server_name: &str,
+    anchors: &TrustAnchors,
+    limit: Duration,
 ) -> Result<TlsStream, TlsError> {
     let name = rustls_pki_types::ServerName::try_from(server_name)
         .map_err(|_| TlsError::BadServerName)?
@@ -168,7 +179,7 @@ pub async fn connect(
     let tcp = TcpStream::connect(stack, remote).await?;
     let conn = rustls::client::UnbufferedClientConnection::new(anchors.client_config(), name)
         .map_err(TlsError::Tls)?;
-    let mut s = TlsStream::new(tcp, Conn::Client(conn), HANDSHAKE_TIMEOUT);
+    let mut s = TlsStream::new(tcp, Conn::Client(conn), limit);
     s.handshake().await?;
     Ok(s)
 }

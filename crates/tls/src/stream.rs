@@ -48,6 +48,8 @@ enum Goal {
     Write,
     /// A close_notify sent.
     Close,
+    /// A fatal alert rustls queued (after an error) sent, if any.
+    Alert,
 }
 
 /// A TLS session (server or client side) over a TCP stream. It implements
@@ -241,6 +243,11 @@ impl TlsStream {
         let r = self.drive_inner(goal, data).await;
         if let Err(e) = &r {
             self.failed = Some(e.clone());
+            if matches!(e, TlsError::Tls(_)) {
+                // Tell the peer why (rustls queued an alert), briefly.
+                let limit = Duration::from_secs(1);
+                let _ = morgana::timeout(limit, self.drive_inner(Goal::Alert, &[])).await;
+            }
         }
         r
     }
@@ -353,6 +360,7 @@ fn handle<D>(
             t.done();
             Action::Transmit
         }
+        ConnectionState::BlockedHandshake if goal == Goal::Alert => Action::Done,
         ConnectionState::BlockedHandshake => Action::ReadMore,
         ConnectionState::PeerClosed => {
             *eof = true;
@@ -361,6 +369,7 @@ fn handle<D>(
         ConnectionState::Closed => {
             *eof = true;
             match goal {
+                Goal::Alert => Action::Done,
                 Goal::Write => return Err(TlsError::Net(morgana_net::Error::ConnectionReset)),
                 _ => Action::Done,
             }
@@ -368,6 +377,7 @@ fn handle<D>(
         ConnectionState::WriteTraffic(mut w) => {
             *handshaken = true;
             match goal {
+                Goal::Alert => Action::Done,
                 Goal::Handshake => Action::Done,
                 Goal::Read if !plain.is_empty() || *eof => Action::Done,
                 Goal::Read => Action::ReadMore,
@@ -385,6 +395,7 @@ fn handle<D>(
                 }
             }
         }
+        _ if goal == Goal::Alert => Action::Done,
         _ => Action::ReadMore,
     })
 }

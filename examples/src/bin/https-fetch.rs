@@ -2,7 +2,7 @@
 //! it as an address), connects, verifies the server's certificate against
 //! the CA certificates on the block device `ca` (PEM, zero-filled after
 //! it) and the name NAME (default HOST), sends `GET /` and prints the
-//! reply. Exit status: 0 fetched, 2 usage, 3 no address, 5 TLS refused
+//! reply; `--tls-handshake-timeout=SECONDS` (default 10). Exit status: 0 fetched, 2 usage, 3 no address, 5 TLS refused
 //! (bad certificate, wrong name, untrusted CA...).
 
 #![no_std]
@@ -25,6 +25,18 @@ async fn main(service: Stack, ca: TrustAnchors) -> u8 {
         return 2;
     };
     let name = args.get(2).copied().unwrap_or(host);
+    let mut limit = morgana_tls::HANDSHAKE_TIMEOUT;
+    for a in morgana::args() {
+        if let Some(v) = a.strip_prefix("--tls-handshake-timeout=") {
+            match v.parse::<u64>() {
+                Ok(s) if s > 0 => limit = core::time::Duration::from_secs(s),
+                _ => {
+                    morgana::println!("https-fetch: {a}: expected a positive whole number");
+                    return 2;
+                }
+            }
+        }
+    }
     let addr = match host.parse::<IpAddress>() {
         Ok(a) => a,
         Err(_) => match service.dns_lookup(host).await {
@@ -35,13 +47,14 @@ async fn main(service: Stack, ca: TrustAnchors) -> u8 {
             }
         },
     };
-    let mut s = match morgana_tls::connect(&service, (addr, port), name, &ca).await {
-        Ok(s) => s,
-        Err(e) => {
-            morgana::println!("https-fetch: {addr}:{port} ({name}): {e}");
-            return 5;
-        }
-    };
+    let mut s =
+        match morgana_tls::connect_with_timeout(&service, (addr, port), name, &ca, limit).await {
+            Ok(s) => s,
+            Err(e) => {
+                morgana::println!("https-fetch: {addr}:{port} ({name}): {e}");
+                return 5;
+            }
+        };
     morgana::println!(
         "https-fetch: connected to {addr}:{port} as {name} with {:?}",
         s.protocol_version()
