@@ -33,6 +33,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dnsmasq-base", "dnsmasq"),
     ("nginx-light", "nginx"),
     ("time", "time"),
+    ("curl", "curl"),
+    ("util-linux", "setpriv"),
+    ("skopeo", "skopeo"),
+    ("umoci", "umoci"),
+    ("podman", "podman"),
 ];
 
 fn main() -> ExitCode {
