@@ -130,7 +130,8 @@ fn kv_template() {
         for n in 1..=2 {
             let args = run_args(p, "counter", &[&block]);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let o = run_command(cmd(&dir, &args), Duration::from_secs(60));
+            // A new store on an emulated hvt guest takes a while under load.
+            let o = run_command(cmd(&dir, &args), Duration::from_secs(300));
             o.expect_status(0);
             o.expect_output(&format!("counter: boot number {n}"));
         }
@@ -168,7 +169,6 @@ fn curl_on(p: Platform, dir: &Path, name: &str, paths: &[&str]) -> Vec<String> {
         .join(name);
     let args = run_args(p, image.to_str().unwrap(), &opts);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _ = dir;
     let mut run = Running::start(ns.wrap(&cmd(dir, &args)));
     run.wait_line("listening on port 8080", Duration::from_secs(60));
     let out = paths
@@ -176,7 +176,8 @@ fn curl_on(p: Platform, dir: &Path, name: &str, paths: &[&str]) -> Vec<String> {
         .map(|path| {
             let o = ns
                 .command("curl")
-                .args(["-s", "-m", "60", "-w", "%{http_code}"])
+                .args(["-s", "-m", "60", "--retry", "5", "--retry-connrefused"])
+                .args(["-w", "%{http_code}"])
                 .arg(format!("http://{host}:8080{path}"))
                 .output()
                 .expect("curl");
