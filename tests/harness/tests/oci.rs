@@ -243,6 +243,25 @@ fn images_are_read_by_skopeo_umoci_and_podman_and_boot_from_the_bundle() {
         );
         assert_eq!(pi[0]["Config"]["Cmd"], json(r#"["x"]"#));
         std::fs::remove_dir_all(tmp.0.join("tagged")).unwrap();
+
+        // --tag without -o: straight into local container storage.
+        let stored = format!("{name}-stored:v2");
+        let img = image(p, "hello");
+        morgana(&[
+            "package",
+            img.to_str().unwrap(),
+            "--target",
+            p.name(),
+            "--tag",
+            &stored,
+        ])
+        .expect_status(0);
+        let pi = json(&tool("podman", &["image", "inspect", &stored]));
+        let _ = Command::new("podman").args(["rmi", "-f", &stored]).output();
+        assert_eq!(
+            pi[0]["Config"]["Labels"]["com.urunc.unikernel.binary"],
+            format!("/unikernel/hello.{}", p.name())
+        );
     }
 }
 
