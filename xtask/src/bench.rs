@@ -158,11 +158,95 @@ struct Bench {
 }
 
 fn boot_sections() -> Result<Vec<Section>> {
-    Ok(vec![boot(|p| match p {
+    let mut sections = vec![boot(|p| match p {
         "hvt" => format!("{HVT} --mem=32 target/unikernels/hvt/hello"),
         "spt" => format!("{SPT} --mem=32 target/unikernels/spt/hello"),
         _ => "target/unikernels/unix/hello".to_string(),
-    })?])
+    })?];
+    match std::env::var_os("SOLO5_DIR") {
+        Some(dir) => sections.push(boot_vs_solo5(std::path::Path::new(&dir))?),
+        None => eprintln!(
+            "xtask bench: SOLO5_DIR not set, leaving the comparison with Solo5's tenders as it was"
+        ),
+    }
+    Ok(sections)
+}
+
+/// Runs of each command in [`boot_vs_solo5`].
+const ALTERNATED_RUNS: usize = 500;
+
+/// Medians (ms) of the wall time of each command, run alternately `runs`
+/// times after 5 warm-up rounds, so that both see the same machine load.
+pub fn alternated_medians_ms(cmds: &[Vec<String>], runs: usize) -> Result<Vec<f64>> {
+    let mut times = vec![Vec::with_capacity(runs); cmds.len()];
+    for round in 0..runs + 5 {
+        for (c, t) in cmds.iter().zip(&mut times) {
+            let start = std::time::Instant::now();
+            let st = Command::new(&c[0])
+                .args(&c[1..])
+                .current_dir(root())
+                .stdout(std::process::Stdio::null())
+                .status()
+                .with_context(|| format!("cannot run {}", c[0]))?;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            if !st.success() {
+                bail!("`{}` failed: {st}", c.join(" "));
+            }
+            if round >= 5 {
+                t.push(ms);
+            }
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect())
+}
+
+/// Morgana's tenders next to Solo5's on the very same images.
+fn boot_vs_solo5(solo5: &std::path::Path) -> Result<Section> {
+    let mut body = format!(
+        "`hello` booted to exit on Morgana's and on Solo5's tenders (Solo5 built from its sources with\n\
+         `./configure.sh && make`, run with `SOLO5_DIR=DIR cargo xtask bench boot`), the same image for\n\
+         both; the two commands alternate, {ALTERNATED_RUNS} runs each after 5 warm-ups, so that they see the same\n\
+         machine load; figures are medians of the wall time from spawn to exit.\n\n\
+         | platform | Morgana | Solo5 | Morgana / Solo5 |\n|---|---|---|---|\n"
+    );
+    for (p, runs) in [("spt", ALTERNATED_RUNS), ("hvt", ALTERNATED_RUNS / 5)] {
+        let theirs = solo5.join(format!("tenders/{p}/solo5-{p}"));
+        if !theirs.is_file() {
+            bail!("{} is missing: build Solo5 first", theirs.display());
+        }
+        let image = format!("target/unikernels/{p}/hello");
+        let ours = vec![
+            format!("target/release/morgana-{p}"),
+            "--mem=32".into(),
+            image.clone(),
+        ];
+        let solo = vec![theirs.display().to_string(), "--mem=32".into(), image];
+        let m = alternated_medians_ms(&[ours.clone(), solo.clone()], runs)?;
+        writeln!(
+            body,
+            "| {p} (`{}` / `{}`, {runs} runs each) | {:.3} ms | {:.3} ms | {:.2} |",
+            ours.join(" "),
+            solo.join(" "),
+            m[0],
+            m[1],
+            m[0] / m[1]
+        )?;
+    }
+    body.push_str(
+        "\nBoth of Morgana's tenders are linked statically by `cargo xtask build` and start from a C `main`\n\
+         (no Rust runtime start-up); `morgana-spt` forks (the parent reports how the guest ended), maps\n\
+         and loads guest memory in the child, and installs the same guest allow-list as before.\n",
+    );
+    Ok(Section {
+        title: "Boot time against Solo5's tenders".into(),
+        body,
+    })
 }
 
 /// Every benchmark, in the order `cargo xtask bench` runs them. A new one
@@ -183,6 +267,18 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "net",
         run: || Ok(vec![crate::bench_net::section()?]),
+    },
+    Bench {
+        name: "virtio",
+        run: || Ok(vec![crate::bench_virtio::section()?]),
+    },
+    Bench {
+        name: "tls",
+        run: || Ok(vec![crate::bench_tls::section()?]),
+    },
+    Bench {
+        name: "trace",
+        run: || Ok(vec![crate::bench_trace::section()?]),
     },
     Bench {
         name: "socket",

@@ -33,10 +33,10 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 /// The two namespaces, deleted (with whatever runs in them) on drop.
-struct Net;
+pub(crate) struct Net;
 
 impl Net {
-    fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         for ns in [CLIENT.as_str(), SERVER.as_str()] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
             ip(&["netns", "add", ns])?;
@@ -119,7 +119,7 @@ fn in_ns(ns: &str, program: &str) -> Command {
     c
 }
 
-fn xtask_in_client(args: &[&str]) -> Result<String> {
+pub(crate) fn xtask_in_client(args: &[&str]) -> Result<String> {
     let me = std::env::current_exe()?;
     let out = in_ns(CLIENT.as_str(), me.to_str().unwrap())
         .args(args)
@@ -131,16 +131,27 @@ fn xtask_in_client(args: &[&str]) -> Result<String> {
 }
 
 /// A unikernel running on tap0, with its output lines.
-struct Guest {
+pub(crate) struct Guest {
     child: Child,
     lines: mpsc::Receiver<String>,
 }
 
 impl Guest {
-    fn start(platform: &str, image: &str, args: &[&str]) -> Result<Self> {
+    pub(crate) fn start(platform: &str, image: &str, args: &[&str]) -> Result<Self> {
         let r = root();
         let img = r.join("target/unikernels").join(platform).join(image);
         let mut c = match platform {
+            "virtio" => {
+                let mut c = in_ns(
+                    CLIENT.as_str(),
+                    r.join("target/release/morgana").to_str().unwrap(),
+                );
+                c.args(["run", "--target", "virtio"])
+                    .arg(&img)
+                    .arg("--net:service=tap0")
+                    .arg("--");
+                c
+            }
             "unix" => {
                 let mut c = in_ns(CLIENT.as_str(), img.to_str().unwrap());
                 c.arg("--net:service=tap0").arg("--");
@@ -209,7 +220,7 @@ impl Drop for Guest {
     }
 }
 
-fn wrk(url: &str) -> Result<(f64, String)> {
+pub(crate) fn wrk(url: &str) -> Result<(f64, String)> {
     let out = in_ns(CLIENT.as_str(), "wrk")
         .args([
             "-t",

@@ -21,6 +21,7 @@ pub mod hvt;
 pub mod mft;
 pub mod note;
 pub mod spt;
+pub mod trace;
 
 /// Result codes of the guest-visible Solo5 API (`solo5_result_t`).
 ///

@@ -1,6 +1,7 @@
 //! The library behind the `morgana` command: building unikernel images for
 //! each platform, locating tenders, reading manifests.
 
+pub mod trace;
 pub mod new;
 pub mod package;
 
@@ -11,6 +12,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod virtio;
+
 /// A platform a unikernel can be built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Platform {
@@ -18,29 +21,37 @@ pub enum Platform {
     Hvt,
     /// Solo5 spt: a seccomp-confined process under `morgana-spt` or `solo5-spt`.
     Spt,
+    /// A standard VMM (QEMU microvm or q35, Firecracker): PVH boot, virtio devices.
+    Virtio,
     /// An ordinary Linux executable, for development and gdb.
     Unix,
 }
 
 impl Platform {
     /// Every platform.
-    pub const ALL: [Platform; 3] = [Platform::Hvt, Platform::Spt, Platform::Unix];
+    pub const ALL: [Platform; 4] = [
+        Platform::Hvt,
+        Platform::Spt,
+        Platform::Virtio,
+        Platform::Unix,
+    ];
 
     /// Its name (`hvt`, `spt`, `unix`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Hvt => "hvt",
             Self::Spt => "spt",
+            Self::Virtio => "virtio",
             Self::Unix => "unix",
         }
     }
 
-    /// The tender that runs it, if any.
+    /// The tender that runs it, if any (virtio images run on QEMU).
     pub fn tender(self) -> Option<&'static str> {
         match self {
             Self::Hvt => Some("morgana-hvt"),
             Self::Spt => Some("morgana-spt"),
-            Self::Unix => None,
+            Self::Virtio | Self::Unix => None,
         }
     }
 }
@@ -56,8 +67,13 @@ pub const BARE_TARGET: &str = "x86_64-unknown-none";
 
 /// Flags every bare image is linked with: Morgana's linker script (found on
 /// the search path the runtime's build script sets up) and a static,
-/// non-PIE executable.
-pub const BARE_RUSTFLAGS: &str = "-C link-arg=-Tmorgana.ld -C relocation-model=static";
+/// non-PIE executable. The `--cfg`s select the RustCrypto crates' portable
+/// code (morgana-tls): their default x86 back ends pick SSE2/AES-NI/AVX2
+/// code at run time from CPUID, which a soft-float guest cannot run (and
+/// curve25519-dalek's SIMD back end does not even compile soft-float).
+pub const BARE_RUSTFLAGS: &str = "-C link-arg=-Tmorgana.ld -C relocation-model=static \
+    --cfg aes_force_soft --cfg polyval_force_soft --cfg chacha20_force_soft \
+    --cfg poly1305_force_soft --cfg curve25519_dalek_backend=\"serial\"";
 
 /// The `unikernel` build profile: small and fast images, no debug info.
 pub const PROFILE_CONFIG: [&str; 6] = [

@@ -38,20 +38,37 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Run an image on its platform's tender (or directly, for unix).
+    /// Run an image on its platform's tender (QEMU for virtio, directly for unix).
     ///
     /// Everything after IMAGE is passed to the tender: device options first
     /// (`--net:NAME=TAP`, `--block:NAME=FILE`, `--mem=MiB`), then `--` and
-    /// the unikernel's own arguments.
+    /// the unikernel's own arguments. virtio also takes `--machine
+    /// microvm|q35` and `--accel kvm|tcg` (default: KVM if it works, else TCG).
     Run {
         /// Platform of the image (default: read from the image; unix if it has none).
         #[arg(long = "target", value_enum)]
         target: Option<Platform>,
+        /// Wait for gdb on 127.0.0.1:PORT before the first guest instruction (hvt).
+        #[arg(long, value_name = "PORT")]
+        gdb: Option<u16>,
+        /// Write the guest's trace buffer to FILE (hvt, spt; see `morgana trace`).
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
         /// Image path, or a name built by `morgana build` (e.g. `hello`).
         image: String,
         /// Tender options and unikernel arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Print a trace file written by `--trace=FILE` (as text, or as
+    /// Chrome/Perfetto trace-event JSON for a timeline view).
+    Trace {
+        /// Print Chrome/Perfetto trace-event JSON (open it in ui.perfetto.dev
+        /// or chrome://tracing).
+        #[arg(long)]
+        json: bool,
+        /// The trace file.
+        file: PathBuf,
     },
     /// Create a new unikernel crate in directory NAME (new or empty).
     New {
@@ -152,6 +169,8 @@ fn run() -> Result<()> {
         }
         Cmd::Run {
             target,
+            gdb,
+            trace,
             image,
             mut args,
         } => {
@@ -165,13 +184,52 @@ fn run() -> Result<()> {
                 args.insert(0, "--".into());
             }
             let (platform, path) = resolve(target, &image)?;
+            if gdb.is_some() && platform != Platform::Hvt {
+                bail!(
+                    "--gdb needs an hvt image ({} is {platform}); debug unix builds with `gdb --args IMAGE ...`",
+                    path.display()
+                );
+            }
+            if trace.is_some() && platform.tender().is_none() {
+                bail!(
+                    "--trace needs an hvt or spt image ({} is {platform})",
+                    path.display()
+                );
+            }
+            if platform == Platform::Virtio {
+                let (machine, accel, args) = morgana_cli::virtio::take_run_flags(&args)?;
+                let status = morgana_cli::virtio::run(&morgana_cli::virtio::RunOptions {
+                    image: path,
+                    machine,
+                    accel,
+                    args,
+                })?;
+                std::process::exit(status);
+            }
+            let mut tender_args = Vec::new();
+            if let Some(port) = gdb {
+                tender_args.push(format!("--gdb={port}"));
+            }
+            if let Some(file) = trace {
+                tender_args.push(format!("--trace={}", file.display()));
+            }
+            tender_args.extend(split_options(&args, &path));
             let err = match platform.tender() {
                 Some(t) => Command::new(morgana_cli::find_tender(t)?)
-                    .args(split_options(&args, &path))
+                    .args(tender_args)
                     .exec(),
                 None => Command::new(&path).args(&args).exec(),
             };
             Err(err).with_context(|| format!("cannot run {}", path.display()))
+        }
+        Cmd::Trace { json, file } => {
+            let tr = morgana_cli::trace::read(&file)?;
+            if json {
+                println!("{}", morgana_cli::trace::to_json(&tr));
+            } else {
+                print!("{}", morgana_cli::trace::to_text(&tr));
+            }
+            Ok(())
         }
         Cmd::New {
             name,
@@ -331,6 +389,7 @@ fn resolve(target: Option<Platform>, image: &str) -> Result<(Platform, PathBuf)>
             None => match morgana_cli::inspect(&as_path).ok().map(|i| i.target()) {
                 Some("hvt") => Platform::Hvt,
                 Some("spt") => Platform::Spt,
+                Some("virtio") => Platform::Virtio,
                 _ => Platform::Unix,
             },
         };

@@ -3,7 +3,7 @@
 
 use crate::global::Global;
 use morgana_abi::mft::{DeviceKind, Entry, ManifestView};
-#[cfg(any(test, morgana_platform = "unix"))]
+#[cfg(any(test, morgana_platform = "unix", morgana_platform = "virtio"))]
 use {alloc::boxed::Box, morgana_abi::mft::Manifest};
 
 struct BootData {
@@ -61,7 +61,7 @@ fn log_level(cmdline: &str) -> log::LevelFilter {
 
 /// A manifest the runtime built itself (unix, tests), encoded and kept for
 /// the life of the program, viewed like a tender's copy.
-#[cfg(any(test, morgana_platform = "unix"))]
+#[cfg(any(test, morgana_platform = "unix", morgana_platform = "virtio"))]
 pub(crate) fn leak_encoded(m: &Manifest) -> ManifestView<'static> {
     let mut bytes = alloc::vec![0u8; m.encoded_len()];
     m.encode(&mut bytes);

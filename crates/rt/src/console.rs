@@ -121,6 +121,12 @@ impl log::Log for Logger {
 
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
+            if crate::trace::enabled() {
+                use core::fmt::Write;
+                let mut p = crate::trace::Prefix::new();
+                let _ = write!(p, "{}", r.args());
+                crate::trace::text(morgana_abi::trace::Kind::Log, r.level() as u32, p.bytes());
+            }
             let t = crate::time::Instant::now().as_nanos();
             write_fmt(format_args!(
                 "[{:>5}.{:06}] {:<5} {}: {}\n",

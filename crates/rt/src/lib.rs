@@ -115,6 +115,7 @@ pub mod platform;
 #[cfg(not(feature = "raw"))]
 mod platform;
 pub mod random;
+pub mod trace;
 
 pub use block::{Block, BlockError, BlockInfo};
 pub use boot::{AcquireError, args, cmdline};
@@ -130,7 +131,8 @@ pub use morgana_macros::main;
 pub use net::{Net, NetError, NetStats};
 pub use random::Random;
 
-/// The platform this program was built for: `"hvt"`, `"spt"` or `"unix"`.
+/// The platform this program was built for: `"hvt"`, `"spt"`, `"virtio"`
+/// or `"unix"`.
 pub const PLATFORM: &str = platform::NAME;
 
 /// The Solo5-level platform interface, for code that needs it raw (tests of
@@ -257,11 +259,19 @@ pub mod __private {
     pub use crate::device::{EMPTY_DECL, declare, default_names};
     pub use crate::exec::block_on;
     pub use morgana_abi::mft::{DeviceDecl, MftNote};
-    #[cfg(any(morgana_platform = "hvt", morgana_platform = "spt"))]
+    #[cfg(any(
+        morgana_platform = "hvt",
+        morgana_platform = "spt",
+        morgana_platform = "virtio"
+    ))]
     pub use morgana_abi::note::AbiNote;
 
     /// The ABI note of this platform.
-    #[cfg(any(morgana_platform = "hvt", morgana_platform = "spt"))]
+    #[cfg(any(
+        morgana_platform = "hvt",
+        morgana_platform = "spt",
+        morgana_platform = "virtio"
+    ))]
     pub const ABI_NOTE: AbiNote = crate::platform::ABI_NOTE;
 
     /// The unix platform's start-up, called by the C `main` that

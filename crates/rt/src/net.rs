@@ -13,6 +13,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use morgana_abi::Solo5Result;
 use morgana_abi::mft::DeviceKind;
+use morgana_abi::trace::Kind;
 
 /// Length of an Ethernet header: frames are at most `mtu + ETHERNET_HEADER`.
 pub const ETHERNET_HEADER: usize = 14;
@@ -142,6 +143,7 @@ impl Net {
         }
         match crate::platform::net_read(self.handle, buf) {
             Ok(n) => {
+                crate::trace::record(Kind::NetRx, self.handle as u32, [n as u64, 0, 0]);
                 let mut s = self.stats.get();
                 s.rx_bytes += n as u64;
                 s.rx_packets += 1;
@@ -159,6 +161,7 @@ impl Net {
             return Err(NetError::BadFrameLength);
         }
         crate::platform::net_write(self.handle, frame).map_err(NetError::Device)?;
+        crate::trace::record(Kind::NetTx, self.handle as u32, [frame.len() as u64, 0, 0]);
         let mut s = self.stats.get();
         s.tx_bytes += frame.len() as u64;
         s.tx_packets += 1;

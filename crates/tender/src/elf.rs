@@ -224,6 +224,37 @@ fn phdr(img: &[u8], h: &Header, i: usize) -> Phdr {
     }
 }
 
+/// Finds the section called `name` by the section headers (which `strip`
+/// keeps): its address and size. `None` if there is none or the headers
+/// are malformed (sections matter only to Morgana's own extensions, never
+/// to loading).
+pub fn find_section(img: &[u8], name: &str) -> Option<(u64, u64)> {
+    const SHDR_SIZE: usize = 64;
+    let shoff = read_u64(img, 40)? as usize;
+    if read_u16(img, 58)? as usize != SHDR_SIZE {
+        return None;
+    }
+    let shnum = read_u16(img, 60)? as usize;
+    let strndx = read_u16(img, 62)? as usize;
+    let sh = |i: usize| -> Option<usize> {
+        let o = shoff.checked_add(i.checked_mul(SHDR_SIZE)?)?;
+        (o.checked_add(SHDR_SIZE)? <= img.len()).then_some(o)
+    };
+    let strtab = sh(strndx)?;
+    let str_off = read_u64(img, strtab + 24)? as usize;
+    let str_size = read_u64(img, strtab + 32)? as usize;
+    let strs = img.get(str_off..str_off.checked_add(str_size)?)?;
+    (0..shnum).find_map(|i| {
+        let o = sh(i)?;
+        let n = read_u32(img, o)? as usize;
+        let rest = strs.get(n..)?;
+        let end = rest.iter().position(|&b| b == 0)?;
+        (&rest[..end] == name.as_bytes())
+            .then(|| Some((read_u64(img, o + 16)?, read_u64(img, o + 32)?)))
+            .flatten()
+    })
+}
+
 /// Validates `img` for a guest of `mem_size` bytes and plans its load.
 ///
 /// As in Solo5, `PT_LOAD` headers with `p_filesz == 0` are skipped.

@@ -60,11 +60,15 @@ pub enum ImageError {
 /// Reads `path` and checks it is an image for `target` at ABI `version`
 /// with a valid manifest.
 pub fn open(path: &str, target: AbiTarget, version: u32) -> Result<Image, ImageError> {
-    let len = std::fs::metadata(path)?.len();
+    use std::io::Read;
+    // One open and one fstat: the path is looked up once.
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
     if len > MAX_IMAGE_SIZE {
         return Err(ImageError::TooLarge(len));
     }
-    let bytes = std::fs::read(path)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.read_to_end(&mut bytes)?;
     check(bytes, target, version)
 }
 

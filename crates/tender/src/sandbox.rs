@@ -105,6 +105,34 @@ pub fn default_signals() {
     }
 }
 
+/// What the standard library's start-up would have done for a tender that
+/// skips it: opens `/dev/null` on any of descriptors 0, 1 and 2 that is
+/// closed, and ignores `SIGPIPE`.
+pub fn stdio_and_sigpipe() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: polling three valid pollfd structures, without waiting.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+    if r > 0 {
+        for p in fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0) {
+            // SAFETY: opening /dev/null; a closed descriptor is the lowest
+            // free one, so this fills `p.fd` (lower ones are open or were
+            // filled first).
+            let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+            if fd != p.fd {
+                // Nothing sensible to run with: stop as the runtime would.
+                // SAFETY: ending the process.
+                unsafe { libc::abort() };
+            }
+        }
+    }
+    // SAFETY: setting a disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
 /// Installs `prog` on the calling thread (with `no_new_privs`).
 pub fn install(prog: &BpfProgram) -> Result<(), TenderError> {
     seccompiler::apply_filter(prog).map_err(|e| TenderError::Host {

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 pub mod net;
 pub mod packets;
+pub mod storage;
+pub mod tree;
 
 /// A platform images run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,13 +26,24 @@ pub enum Platform {
     Hvt,
     /// `morgana-spt` (seccomp process).
     Spt,
+    /// QEMU `-M microvm` with virtio-mmio devices, through `morgana run`.
+    Virtio,
+    /// QEMU `-M q35` with virtio-pci devices (the same images as
+    /// [`Platform::Virtio`]; not in [`Platform::ALL`]: a subset of the
+    /// tests runs on it).
+    VirtioPci,
     /// A Linux process.
     Unix,
 }
 
 impl Platform {
     /// Every platform, in the order tests run them.
-    pub const ALL: [Platform; 3] = [Platform::Hvt, Platform::Spt, Platform::Unix];
+    pub const ALL: [Platform; 4] = [
+        Platform::Hvt,
+        Platform::Spt,
+        Platform::Virtio,
+        Platform::Unix,
+    ];
     /// The platforms with a tender.
     pub const TENDERS: [Platform; 2] = [Platform::Hvt, Platform::Spt];
 
@@ -39,8 +52,14 @@ impl Platform {
         match self {
             Self::Hvt => "hvt",
             Self::Spt => "spt",
+            Self::Virtio | Self::VirtioPci => "virtio",
             Self::Unix => "unix",
         }
+    }
+
+    /// Whether it runs on QEMU.
+    pub fn is_virtio(self) -> bool {
+        matches!(self, Self::Virtio | Self::VirtioPci)
     }
 }
 
@@ -52,11 +71,13 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// The tender of `p` (`None` for unix).
+/// The tender of `p` (`None` for unix; `morgana`, which runs QEMU, for
+/// virtio).
 pub fn tender(p: Platform) -> Option<PathBuf> {
     let name = match p {
         Platform::Hvt => "morgana-hvt",
         Platform::Spt => "morgana-spt",
+        Platform::Virtio | Platform::VirtioPci => "morgana",
         Platform::Unix => return None,
     };
     let path = target_dir().join("release").join(name);
@@ -82,6 +103,22 @@ pub fn image(p: Platform, name: &str) -> PathBuf {
     path
 }
 
+/// The unoptimised image `name` with symbols, built for `p` by `cargo
+/// xtask build` (`morgana build --debug`) into
+/// `target/unikernels-debug/<platform>/<name>`.
+pub fn debug_image(p: Platform, name: &str) -> PathBuf {
+    let path = target_dir()
+        .join("unikernels-debug")
+        .join(p.name())
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the debug images with `cargo xtask build`",
+        path.display()
+    );
+    path
+}
+
 /// Fails the test unless /dev/kvm can be opened.
 pub fn require_kvm() {
     if let Err(e) = std::fs::File::options()
@@ -102,10 +139,20 @@ pub fn require_root() {
 }
 
 /// The command that boots `name` on `p`: the tender with `opts` and the
-/// image, or (unix) the program itself with `opts`; then `guest` arguments.
+/// image, `morgana run --target virtio IMAGE` with `opts` (virtio, on
+/// QEMU), or (unix) the program itself with `opts`; then `guest` arguments.
 pub fn command(p: Platform, name: &str, opts: &[&str], guest: &[&str]) -> Command {
     let img = image(p, name);
     let mut c = match tender(p) {
+        Some(t) if p.is_virtio() => {
+            let mut c = Command::new(t);
+            c.args(["run", "--target", "virtio"]).arg(img);
+            if p == Platform::VirtioPci {
+                c.args(["--machine", "q35"]);
+            }
+            c.args(opts).arg("--");
+            c
+        }
         Some(t) => {
             let mut c = Command::new(t);
             c.args(opts).arg("--").arg(img);

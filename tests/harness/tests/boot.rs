@@ -54,7 +54,7 @@ fn write_to_unmapped_memory_is_a_trap() {
             let o = boot(p, "t-fault", &[], &[mode]);
             match p {
                 // The guest's own #PF handler reports the trap and aborts.
-                Platform::Hvt => {
+                Platform::Hvt | Platform::Virtio | Platform::VirtioPci => {
                     o.expect_status(255);
                     o.expect_output("morgana: trap: #PF page fault (vector 14)");
                     o.expect_output(cr2);
@@ -88,6 +88,13 @@ fn write_to_text_is_a_guest_memory_fault() {
             Platform::Spt => {
                 o.expect_status(139);
                 o.expect_output("morgana-spt: guest killed by SIGSEGV");
+            }
+            // The image's text and rodata are mapped read-only by the
+            // guest's own page tables: its #PF handler reports the write.
+            Platform::Virtio | Platform::VirtioPci => {
+                o.expect_status(255);
+                o.expect_output("morgana: trap: #PF page fault (vector 14), error code 0x3");
+                o.expect_output("(write of a present page)");
             }
             Platform::Unix => {
                 o.expect_status(139);

@@ -26,6 +26,7 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, RawWaker, RawWakerVTable, Waker};
 use morgana_abi::Solo5Result;
+use morgana_abi::trace::Kind;
 
 /// A task's identity: slot index and generation, packed in a `u64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +156,7 @@ impl Executor {
         let r = TaskRef::new(index, slot.generation);
         self.ready.push_back(r);
         self.stats.tasks += 1;
+        crate::trace::record(Kind::Spawn, index, [u64::from(r.generation()), 0, 0]);
         r
     }
 
@@ -170,6 +172,7 @@ impl Executor {
             State::Idle => {
                 slot.state = State::Queued;
                 self.ready.push_back(r);
+                crate::trace::record(Kind::Wake, r.index() as u32, [0, 0, 0]);
             }
             State::Running(_) => slot.state = State::Running(true),
             State::Queued | State::Free => {}
@@ -282,6 +285,7 @@ pub(crate) fn add_sleeper(deadline: u64, waker: Waker) -> (u64, u64) {
         let key = (deadline, e.next_seq);
         e.next_seq += 1;
         e.sleepers.insert(key, waker);
+        crate::trace::record(Kind::Sleep, 0, [deadline, 0, 0]);
         key
     })
 }
@@ -314,6 +318,11 @@ pub(crate) fn wait_net(handle: u64, waker: &Waker) {
 }
 
 pub(crate) fn queue_block_op(op: Rc<BlockOp>) {
+    crate::trace::record(
+        Kind::BlockRequest,
+        op.handle as u32,
+        [op.offset, u64::from(op.write), 0],
+    );
     EXEC.with(|e| e.block_queue.push_back(op));
 }
 
@@ -385,6 +394,11 @@ fn run_one_block_op() -> bool {
             platform::block_read(op.handle, op.offset, &mut buf)
         }
     };
+    crate::trace::record(
+        Kind::BlockComplete,
+        op.handle as u32,
+        [op.offset, u64::from(r.is_err()), 0],
+    );
     op.result.set(Some(r));
     let w = op.waker.borrow_mut().take();
     if let Some(w) = w {
@@ -415,7 +429,7 @@ fn check_events() {
         }
         if net {
             EXEC.with(|e| e.stats.yields += 1);
-            let ready = platform::yield_until(0);
+            let ready = yield_to_platform(0);
             wake_net(ready);
             run_hooks();
         }
@@ -446,12 +460,20 @@ fn check_events() {
         next_deadline.unwrap_or_else(|| platform::clock_monotonic() + MAX_SLEEP_NS)
     };
     EXEC.with(|e| e.stats.yields += 1);
-    let ready = platform::yield_until(deadline);
+    let ready = yield_to_platform(deadline);
     wake_net(ready);
     run_hooks();
     if next_deadline.is_some() {
         wake_expired(platform::clock_monotonic());
     }
+}
+
+/// Yields to the platform until `deadline` (recorded in the trace buffer).
+fn yield_to_platform(deadline: u64) -> u64 {
+    crate::trace::record(Kind::Idle, 0, [deadline, 0, 0]);
+    let ready = platform::yield_until(deadline);
+    crate::trace::record(Kind::Ready, 0, [ready, 0, 0]);
+    ready
 }
 
 /// Polls one task; returns whether it finished.
@@ -476,7 +498,9 @@ pub fn block_on<F: Future<Output = i32> + 'static>(main: F) -> i32 {
             let Some((r, mut f)) = EXEC.with(|e| e.take_next()) else {
                 break;
             };
+            crate::trace::record(Kind::Run, r.index() as u32, [0, 0, 0]);
             let finished = poll_task(r, &mut f);
+            crate::trace::record(Kind::Park, r.index() as u32, [u64::from(finished), 0, 0]);
             let dead = EXEC.with(|e| {
                 e.stats.polls += 1;
                 e.put_back(r, f, finished)

@@ -1,6 +1,7 @@
-//! What the two bare platforms (hvt and spt) share: the `_start` entry
-//! point, the heap, the panic handler and a stack canary.
+//! What the bare platforms (hvt, spt, virtio) share: the heap, the panic
+//! handler, a stack canary and (hvt, spt) the Solo5 `_start` entry point.
 
+#[cfg(not(morgana_platform = "virtio"))]
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use talc::TalcLock;
@@ -10,6 +11,7 @@ use talc::source::Manual;
 // boot info address and rsp = top of memory - 8. Zero the BSS (Solo5's
 // loader may skip a segment without file bytes), realign the stack for a
 // call, and enter Rust.
+#[cfg(not(morgana_platform = "virtio"))]
 global_asm!(
     ".section .text._start,\"ax\"",
     ".global _start",
@@ -136,6 +138,11 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if PANICKING.swap(true, Ordering::Relaxed) {
         super::console_write(b"morgana: panic while panicking\n");
         super::abort();
+    }
+    if crate::trace::enabled() {
+        let mut p = crate::trace::Prefix::new();
+        let _ = write!(p, "{}", info.message());
+        crate::trace::text(morgana_abi::trace::Kind::Panic, 0, p.bytes());
     }
     let mut out = crate::console::Buffered::new();
     let _ = write!(out, "morgana: panic: {}", info.message());

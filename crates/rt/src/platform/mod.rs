@@ -3,11 +3,17 @@
 //!
 //! * `hvt`: hypercalls to an hvt tender (`morgana-hvt` or Solo5's);
 //! * `spt`: Linux system calls under an spt tender's seccomp filter;
+//! * `virtio`: a standard VMM (QEMU, Firecracker) booting the image through
+//!   PVH, with virtio-net and virtio-blk devices;
 //! * `unix`: an ordinary Linux process, for development and debugging.
 //!
 //! Every platform-specific `unsafe` of the runtime lives in this module.
 
-#[cfg(any(morgana_platform = "hvt", morgana_platform = "spt"))]
+#[cfg(any(
+    morgana_platform = "hvt",
+    morgana_platform = "spt",
+    morgana_platform = "virtio"
+))]
 pub(crate) mod bare;
 #[cfg(morgana_platform = "hvt")]
 pub mod hvt;
@@ -17,7 +23,9 @@ pub mod sim;
 pub mod spt;
 #[cfg(all(morgana_platform = "unix", not(test)))]
 pub mod unix;
-#[cfg(morgana_platform = "hvt")]
+#[cfg(morgana_platform = "virtio")]
+pub mod virtio;
+#[cfg(any(morgana_platform = "hvt", morgana_platform = "virtio"))]
 mod x86;
 
 #[cfg(morgana_platform = "hvt")]
@@ -26,16 +34,28 @@ pub(crate) use hvt as imp;
 pub(crate) use sim as imp;
 #[cfg(morgana_platform = "spt")]
 pub(crate) use spt as imp;
+#[cfg(morgana_platform = "virtio")]
+pub(crate) use virtio as imp;
 #[cfg(all(morgana_platform = "unix", not(test)))]
 pub(crate) use unix as imp;
 
-#[cfg(any(morgana_platform = "hvt", morgana_platform = "spt"))]
+#[cfg(any(
+    morgana_platform = "hvt",
+    morgana_platform = "spt",
+    morgana_platform = "virtio"
+))]
 pub use imp::ABI_NOTE;
 pub use imp::NAME;
 pub(crate) use imp::{
     assert_runtime_thread, block_read, block_write, clock_monotonic, clock_wall, console_write,
-    exit, net_read, net_write, yield_until,
+    net_read, net_write, yield_until,
 };
+
+/// Ends the unikernel with `status` (recorded in the trace buffer first).
+pub(crate) fn exit(status: i32) -> ! {
+    crate::trace::record(morgana_abi::trace::Kind::Exit, status as u32, [0, 0, 0]);
+    imp::exit(status)
+}
 
 #[cfg(morgana_platform = "unix")]
 pub(crate) use imp::catch_panic;
@@ -52,7 +72,11 @@ pub(crate) fn fd_waiters() -> bool {
 
 /// Runs `f`; on the bare platforms a panic ends the unikernel (there is no
 /// unwinding), so this never returns `Err`.
-#[cfg(any(morgana_platform = "hvt", morgana_platform = "spt"))]
+#[cfg(any(
+    morgana_platform = "hvt",
+    morgana_platform = "spt",
+    morgana_platform = "virtio"
+))]
 pub(crate) fn catch_panic<T>(
     f: impl FnOnce() -> core::task::Poll<T>,
 ) -> core::task::Poll<Result<T, alloc::string::String>> {
@@ -69,7 +93,11 @@ pub(crate) fn abort() -> ! {
 
 /// Checks that the stack has not overflowed (bare platforms).
 pub(crate) fn check_stack() {
-    #[cfg(any(morgana_platform = "hvt", morgana_platform = "spt"))]
+    #[cfg(any(
+        morgana_platform = "hvt",
+        morgana_platform = "spt",
+        morgana_platform = "virtio"
+    ))]
     bare::check_stack();
 }
 
@@ -78,7 +106,11 @@ pub(crate) fn heap_stats() -> (u64, u64) {
     imp_heap_stats()
 }
 
-#[cfg(any(morgana_platform = "hvt", morgana_platform = "spt"))]
+#[cfg(any(
+    morgana_platform = "hvt",
+    morgana_platform = "spt",
+    morgana_platform = "virtio"
+))]
 fn imp_heap_stats() -> (u64, u64) {
     bare::heap_stats()
 }

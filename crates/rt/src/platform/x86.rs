@@ -1,6 +1,7 @@
-//! x86_64 CPU set-up of the hvt guest: its own GDT (with a TSS whose IST
-//! stack takes double faults) and an IDT whose handlers report the trap
-//! (vector, error code, rip, cr2) on the console and abort with status 255.
+//! x86_64 CPU set-up of the hvt and virtio guests: its own GDT (with a TSS
+//! whose IST stack takes double faults) and an IDT whose handlers report the
+//! trap (vector, error code, rip, cr2) on the console and abort with status
+//! 255. On virtio, vectors 32 to 63 are the platform's interrupts.
 
 use core::arch::global_asm;
 use core::fmt::Write;
@@ -203,11 +204,15 @@ extern "C" fn trap_handler(f: &TrapFrame) -> ! {
 
 const IST_STACK_SIZE: usize = 16 * 1024;
 
-/// Exceptions only: interrupts stay disabled, so vectors 32 and up never
-/// fire, and a 32-entry IDT (512 bytes) is all the CPU needs. Building the
-/// 4 KiB, 256-entry table of the `x86_64` crate costs about 3 ms of boot
+/// Exceptions only on hvt: interrupts stay disabled, so vectors 32 and up
+/// never fire, and a 32-entry IDT (512 bytes) is all the CPU needs. Building
+/// the 4 KiB, 256-entry table of the `x86_64` crate costs about 3 ms of boot
 /// time on a hypervisor that emulates guest instructions.
+#[cfg(not(morgana_platform = "virtio"))]
 const IDT_ENTRIES: usize = 32;
+/// On virtio, 32 more for the local APIC timer and device interrupts.
+#[cfg(morgana_platform = "virtio")]
+const IDT_ENTRIES: usize = 64;
 
 /// An interrupt gate for `handler` (present, DPL 0, 64-bit), as the two
 /// quadwords of its 16-byte descriptor.
@@ -252,13 +257,24 @@ pub fn init() {
         // what overflowed.
         idt[vec] = gate(*stub as usize as u64, code, if vec == 8 { 1 } else { 0 });
     }
+    #[cfg(morgana_platform = "virtio")]
+    for (vec, g) in idt.iter_mut().enumerate().skip(32) {
+        use super::virtio::hw;
+        let stub = if vec == usize::from(hw::SPURIOUS_VECTOR) {
+            hw::morgana_irq_spurious as *const () as usize
+        } else {
+            hw::morgana_irq as *const () as usize
+        };
+        *g = gate(stub as u64, code, 0);
+    }
     let idt: &'static [[u64; 2]; IDT_ENTRIES] = Box::leak(Box::new(idt));
     let ptr = DescriptorTablePointer {
         limit: (IDT_ENTRIES * 16 - 1) as u16,
         base: VirtAddr::new(idt.as_ptr() as u64),
     };
-    // SAFETY: `idt` is a valid table of 32 interrupt gates that lives
-    // forever; each gate points to a stub that saves the registers and
-    // calls the trap handler, which never returns.
+    // SAFETY: `idt` is a valid table of interrupt gates that lives
+    // forever; each exception gate points to a stub that saves the
+    // registers and calls the trap handler, which never returns; each
+    // interrupt gate (virtio) to a stub that preserves every register.
     unsafe { lidt(&ptr) };
 }

@@ -196,6 +196,11 @@ fn poll(mem: &GuestMem, devs: &mut Devices, gpa: u64) -> Result<(), TenderError>
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(host_error("poll", e));
         }
+        if super::gdb::interrupt_pending() {
+            // The debugger wants the guest stopped: return now, with
+            // nothing ready (the guest polls again when it resumes).
+            break 0;
+        }
     };
     let mut ready = 0u64;
     if n > 0 {

@@ -92,6 +92,47 @@ impl GuestMem {
             .map_err(|e| TenderError::GuestAccess(format!("{what}: {e}")))
     }
 
+    /// Writes `bytes` at `gpa` for the debugger, also into the image's
+    /// read-only segments (software breakpoints go into its code): a
+    /// read-only page is made writable for the copy and read-only again
+    /// right after.
+    pub fn poke(&self, gpa: u64, bytes: &[u8]) -> Result<(), TenderError> {
+        const WHAT: &str = "debugger write";
+        self.check(WHAT, gpa, bytes.len() as u64)?;
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let at = gpa + done as u64;
+            let page = at & !0xfff;
+            let n = ((page + 0x1000 - at) as usize).min(bytes.len() - done);
+            let chunk = &bytes[done..done + n];
+            if self.check_writable(WHAT, at, n as u64).is_ok() {
+                self.write(WHAT, at, chunk)?;
+            } else {
+                let p = self.host_base().wrapping_add(page as usize);
+                let protect = |prot| {
+                    // SAFETY: `page` is a page of our own guest mapping
+                    // (checked above); no Rust object lives there.
+                    if unsafe { libc::mprotect(p.cast(), 0x1000, prot) } != 0 {
+                        return Err(TenderError::last_os("mprotect of guest memory"));
+                    }
+                    Ok(())
+                };
+                protect(libc::PROT_READ | libc::PROT_WRITE)?;
+                // SAFETY: [at, at+n) lies in that page, now writable.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        chunk.as_ptr(),
+                        self.host_base().wrapping_add(at as usize),
+                        n,
+                    )
+                };
+                protect(libc::PROT_READ)?;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
     /// A host pointer to `[gpa, gpa + len)`, checked to lie in guest memory,
     /// for the tender to read.
     pub fn ptr(&self, what: &str, gpa: u64, len: u64) -> Result<*const u8, TenderError> {

@@ -7,7 +7,8 @@
 //! serves hypercalls until the guest halts. `host_features` is 0: ring I/O
 //! is not offered, so guests use the hypercalls.
 
-mod hypercalls;
+mod gdb;
+pub mod hypercalls;
 pub mod memory;
 mod seccomp;
 
@@ -31,6 +32,7 @@ impl Monitor for Hvt {
     const NAME: &'static str = "morgana-hvt";
     const HELP: &'static str =
         "Needs /dev/kvm. Guest memory is rounded down to 2 MiB (at most 4096 MiB).";
+    const GDB: bool = true;
 
     fn mem_size(requested: u64) -> Result<u64, TenderError> {
         let mut mem = requested / x86::GUEST_PAGE_SIZE * x86::GUEST_PAGE_SIZE;
@@ -51,14 +53,36 @@ impl Monitor for Hvt {
     }
 
     fn run(setup: Setup) -> Result<u8, TenderError> {
+        let listener = setup.debug.gdb.map(gdb::listen).transpose()?;
         let mut vm = Vm::new(&setup)?;
         let mut devs = Devices::new(&setup.attached);
+        let conn = listener.map(gdb::accept).transpose()?;
         crate::sandbox::default_signals();
-        seccomp::confine(vm.vcpu.as_raw_fd(), &devs)?;
+        if let Some(c) = &conn {
+            gdb::prepare(c, &mut vm.vcpu)?;
+        }
+        seccomp::confine(
+            vm.vcpu.as_raw_fd(),
+            &devs,
+            conn.as_ref().map(|c| c.as_raw_fd()),
+        )?;
 
-        let status = vm.run(&mut devs);
+        let status = match conn {
+            Some(c) => {
+                let status = gdb::serve(&mut vm, &mut devs, &c);
+                std::mem::forget(c);
+                status
+            }
+            None => vm.run(&mut devs),
+        };
         // Once confined, nothing may be closed or unmapped: the process
         // exits right after, and the kernel reclaims everything.
+        if let Some(t) = &setup.trace {
+            t.set_end(match &status {
+                Ok(s) => crate::trace::end_exited(*s),
+                Err(_) => morgana_abi::trace::END_ERROR,
+            });
+        }
         std::mem::forget(vm);
         std::mem::forget(setup);
         status
@@ -70,6 +94,16 @@ fn kvm_err(what: &str, e: kvm_ioctls::Error) -> TenderError {
         what: format!("KVM: {what}"),
         source: std::io::Error::from_raw_os_error(e.errno()),
     }
+}
+
+/// Why the vCPU stopped running.
+enum Event {
+    /// The guest halted with this status.
+    Halt(u8),
+    /// A breakpoint or single-step exit (only with the debugger).
+    Debug(kvm_bindings::kvm_debug_exit_arch),
+    /// The debugger's connection has input (a Ctrl-C).
+    Interrupted,
 }
 
 /// A configured virtual machine, ready to run.
@@ -108,6 +142,12 @@ impl Vm {
 
         mem.write("low memory", 0, &memory::low_memory(setup.mem_size))?;
         mem.load(&setup.image.bytes, &setup.plan)?;
+        if let Some(t) = &setup.trace {
+            mem.check("trace buffer", t.addr, t.size)?;
+            // SAFETY: [addr, addr+size) lies in guest memory (checked just
+            // now), our own mapping at host_base(), which holds no Rust object.
+            unsafe { t.map_over(mem.host_base().wrapping_add(t.addr as usize))? };
+        }
         write_boot_info(&mem, setup)?;
 
         let vcpu = vm.create_vcpu(0).map_err(|e| kvm_err("create vCPU", e))?;
@@ -145,10 +185,31 @@ impl Vm {
     }
 
     fn run(&mut self, devs: &mut Devices) -> Result<u8, TenderError> {
+        match self.run_until_event(devs, false)? {
+            Event::Halt(status) => Ok(status),
+            Event::Debug(_) | Event::Interrupted => Err(TenderError::Guest(format!(
+                "unexpected VM exit: debug{}",
+                self.report()
+            ))),
+        }
+    }
+
+    /// Runs the vCPU, serving hypercalls, until the guest halts, a debug
+    /// exit (breakpoint, single step) or, with `gdb`, an interruption by
+    /// the debugger's connection.
+    fn run_until_event(&mut self, devs: &mut Devices, gdb: bool) -> Result<Event, TenderError> {
         loop {
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit,
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    if gdb {
+                        self.vcpu.set_kvm_immediate_exit(0);
+                        if gdb::take_interrupt() {
+                            return Ok(Event::Interrupted);
+                        }
+                    }
+                    continue;
+                }
                 Err(e) if e.errno() == libc::EFAULT => {
                     return Err(TenderError::GuestFault(format!(
                         "host/guest translation fault (a write to read-only memory?){}",
@@ -162,6 +223,7 @@ impl Vm {
                     port,
                     u64::from(u32::from_le_bytes([data[0], data[1], data[2], data[3]])),
                 ),
+                VcpuExit::Debug(arch) if gdb => return Ok(Event::Debug(arch)),
                 VcpuExit::IoOut(port, _) | VcpuExit::IoIn(port, _) => {
                     return Err(TenderError::Guest(format!(
                         "invalid guest port access: port={port:#x}{}",
@@ -182,7 +244,12 @@ impl Vm {
                         self.report()
                     )));
                 }
-                VcpuExit::Intr => continue,
+                VcpuExit::Intr => {
+                    if gdb && gdb::take_interrupt() {
+                        return Ok(Event::Interrupted);
+                    }
+                    continue;
+                }
                 VcpuExit::InternalError => {
                     let sub = self.vcpu.get_kvm_run();
                     // SAFETY: for KVM_EXIT_INTERNAL_ERROR the `internal`
@@ -221,7 +288,7 @@ impl Vm {
                 )));
             };
             if let Some(status) = hypercalls::serve(&self.mem, devs, hc, gpa)? {
-                return Ok(status);
+                return Ok(Event::Halt(status));
             }
         }
     }

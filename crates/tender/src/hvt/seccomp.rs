@@ -12,7 +12,7 @@
 use super::hypercalls::Devices;
 use crate::TenderError;
 use crate::sandbox::{AllowList, arg_eq, arg_le, arg_masked_eq, brk_enomem, install};
-use kvm_bindings::{kvm_regs, kvm_sregs};
+use kvm_bindings::{kvm_guest_debug, kvm_regs, kvm_sregs};
 use std::os::fd::RawFd;
 
 const KVMIO: u64 = 0xae;
@@ -21,16 +21,46 @@ const fn ior(nr: u64, size: usize) -> u64 {
     (2 << 30) | ((size as u64) << 16) | (KVMIO << 8) | nr
 }
 
+const fn iow(nr: u64, size: usize) -> u64 {
+    (1 << 30) | ((size as u64) << 16) | (KVMIO << 8) | nr
+}
+
 /// `KVM_RUN`.
 pub const KVM_RUN: u64 = (KVMIO << 8) | 0x80;
 /// `KVM_GET_REGS`.
 pub const KVM_GET_REGS: u64 = ior(0x81, std::mem::size_of::<kvm_regs>());
 /// `KVM_GET_SREGS`.
 pub const KVM_GET_SREGS: u64 = ior(0x83, std::mem::size_of::<kvm_sregs>());
+/// `KVM_SET_REGS` (the debugger writes registers).
+pub const KVM_SET_REGS: u64 = iow(0x82, std::mem::size_of::<kvm_regs>());
+/// `KVM_SET_GUEST_DEBUG` (breakpoints and single steps).
+pub const KVM_SET_GUEST_DEBUG: u64 = iow(0x9b, std::mem::size_of::<kvm_guest_debug>());
 
 /// Confines the tender: from here on only the calls listed above work.
-pub fn confine(vcpu: RawFd, devs: &Devices) -> Result<(), TenderError> {
+///
+/// With a debugger connected (`gdb`, its socket), also: `recvfrom` and
+/// `sendto` on that socket, `KVM_SET_REGS` and `KVM_SET_GUEST_DEBUG` on the
+/// vCPU, `mprotect` without `PROT_EXEC` (to put breakpoints into the
+/// image's read-only code) and `rt_sigreturn` (the connection's `SIGIO`
+/// handler).
+pub fn confine(vcpu: RawFd, devs: &Devices, gdb: Option<RawFd>) -> Result<(), TenderError> {
     let mut l = AllowList::default();
+    if let Some(sock) = gdb {
+        for sys in [libc::SYS_recvfrom, libc::SYS_sendto] {
+            l.allow_if(sys, vec![arg_eq(0, sock as u64)])?;
+        }
+        for cmd in [KVM_SET_REGS, KVM_SET_GUEST_DEBUG] {
+            l.allow_if(
+                libc::SYS_ioctl,
+                vec![arg_eq(0, vcpu as u64), arg_eq(1, cmd)],
+            )?;
+        }
+        l.allow_if(
+            libc::SYS_mprotect,
+            vec![arg_masked_eq(2, libc::PROT_EXEC as u64, 0)],
+        )?;
+        l.allow(libc::SYS_rt_sigreturn);
+    }
     for cmd in [KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS] {
         l.allow_if(
             libc::SYS_ioctl,
@@ -85,5 +115,7 @@ mod tests {
         assert_eq!(KVM_RUN, 0xae80);
         assert_eq!(KVM_GET_REGS, 0x8090_ae81);
         assert_eq!(KVM_GET_SREGS, 0x8138_ae83);
+        assert_eq!(KVM_SET_REGS, 0x4090_ae82);
+        assert_eq!(KVM_SET_GUEST_DEBUG, 0x4048_ae9b);
     }
 }

@@ -33,6 +33,8 @@ impl Monitor for Spt {
     const HELP: &'static str = "The guest runs in this process under a seccomp filter: a forbidden system call\n\
          kills it with SIGSYS (status 159), a bad memory access with SIGSEGV (status 139).";
 
+    const GDB: bool = false;
+
     fn mem_size(requested: u64) -> Result<u64, TenderError> {
         let mem = requested & !(morgana_abi::PAGE_SIZE - 1);
         if !(2 << 20..=MAX_MEM_SIZE).contains(&mem) {
@@ -46,13 +48,9 @@ impl Monitor for Spt {
 
     fn run(setup: Setup) -> Result<u8, TenderError> {
         check_personality()?;
-        let mem = GuestMem::map(setup.mem_size)?;
-        mem.load(&setup.image.bytes, &setup.plan)?;
         let waitset = Waitset::new(&setup)?;
-        write_boot_info(&mem, &setup, &waitset)?;
         let filter = seccomp::filter(&setup, &waitset)?;
-        let parent = seccomp::parent_filters()?;
-        supervise(setup, waitset, mem, &filter, &parent)
+        supervise(setup, waitset, &filter)
     }
 }
 
@@ -115,13 +113,6 @@ impl GuestMem {
                 "[{addr:#x}, +{len:#x}) lies outside guest memory"
             ))),
         }
-    }
-
-    /// Unmaps guest memory (in the parent, once the child runs the guest).
-    fn unmap(self) {
-        let base = spt::HOST_MEM_BASE;
-        // SAFETY: the mapping made by `map`; nothing refers to it any more.
-        unsafe { libc::munmap(base as *mut libc::c_void, (self.size - base) as usize) };
     }
 
     fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), TenderError> {
@@ -204,12 +195,14 @@ impl Waitset {
     }
 }
 
-fn write_boot_info(mem: &GuestMem, setup: &Setup, ws: &Waitset) -> Result<(), TenderError> {
+/// The bytes to write at [`spt::BOOT_INFO_BASE`]: the boot info, then the
+/// manifest copy, then the NUL-terminated command line. Made before the
+/// fork, so that the child writes no heap page it shares with the parent
+/// (each would be copied on the write).
+fn boot_info(setup: &Setup, ws: &Waitset) -> Vec<u8> {
     let mft = &setup.attached.manifest;
-    let mut mft_bytes = vec![0u8; mft.encoded_len()];
-    mft.encode(&mut mft_bytes);
     let mft_addr = spt::BOOT_INFO_BASE + BootInfo::SIZE as u64;
-    let cmdline_addr = mft_addr + mft_bytes.len() as u64;
+    let cmdline_addr = mft_addr + mft.encoded_len() as u64;
     let bi = BootInfo {
         mem_size: setup.mem_size,
         kernel_end: setup.plan.end,
@@ -218,29 +211,35 @@ fn write_boot_info(mem: &GuestMem, setup: &Setup, ws: &Waitset) -> Result<(), Te
         epollfd: ws.epoll.as_raw_fd(),
         timerfd: ws.timer.as_raw_fd(),
     };
-    mem.write(spt::BOOT_INFO_BASE, &bi.to_bytes())?;
-    mem.write(mft_addr, &mft_bytes)?;
-    let mut cmdline = setup.cmdline.as_bytes().to_vec();
-    cmdline.push(0);
-    mem.write(cmdline_addr, &cmdline)
+    let mut bytes = bi.to_bytes().to_vec();
+    let at = bytes.len();
+    bytes.resize(at + mft.encoded_len(), 0);
+    mft.encode(&mut bytes[at..]);
+    bytes.extend_from_slice(setup.cmdline.as_bytes());
+    bytes.push(0);
+    bytes
 }
 
-/// Forks: the child confines itself and becomes the guest; the parent
-/// drops everything the guest needs, confines itself to waiting and
-/// reporting, and reports how the guest ended.
+/// Forks: the child maps guest memory, loads the image, confines itself
+/// and becomes the guest; the parent drops everything the guest needs,
+/// confines itself to waiting and reporting, and reports how the guest
+/// ended.
+///
+/// Guest memory is made after the fork, in the child only: made before, the
+/// fork would copy its page tables and every page the loader wrote would be
+/// copied again on the guest's first write to it, and the parent would have
+/// to unmap it. The parent's filter is compiled after the fork, while the
+/// child boots on the other core.
 fn supervise(
-    setup: Setup,
+    mut setup: Setup,
     waitset: Waitset,
-    mem: GuestMem,
     filter: &seccompiler::BpfProgram,
-    parent_filters: &[seccompiler::BpfProgram; 2],
 ) -> Result<u8, TenderError> {
-    let entry = setup.plan.entry;
-    let sp = mem.size - 8;
+    let boot = boot_info(&setup, &waitset);
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
-    // SAFETY: fork in a single-threaded process; the child only makes
-    // async-signal-safe calls (prctl, seccomp) before jumping to the guest.
+    // SAFETY: fork in a single-threaded process: the child may use the
+    // allocator and everything else, as the parent could.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(TenderError::last_os("fork"));
@@ -254,28 +253,21 @@ fn supervise(
                 libc::_exit(1);
             }
         }
-        // The Rust runtime's handlers (SIGSEGV for stack overflows) must
-        // not run inside the guest: a fault must kill it with its signal.
-        crate::sandbox::default_signals();
-
-        if let Err(e) = seccompiler::apply_filter(filter) {
-            eprintln!("morgana-spt: cannot install the seccomp filter: {e}");
-            // SAFETY: leaving the child at once.
-            unsafe { libc::_exit(1) };
-        }
-        // SAFETY: the guest's entry point, stack and boot info were set up
-        // above per the spt ABI; control never comes back.
-        unsafe { launch(sp, entry, spt::BOOT_INFO_BASE) }
+        let Err(e) = boot_guest(&setup, &boot, filter);
+        // The parent reports the child's status 1, as for any tender error.
+        eprintln!("{}: {e}", Spt::NAME);
+        // SAFETY: leaving the child at once.
+        unsafe { libc::_exit(morgana_abi::EXIT_TENDER_ERROR.into()) };
     }
     // The parent needs none of the guest's resources: close the devices,
-    // the epoll set and the timerfd, unmap guest memory, and confine
-    // itself to waiting for the child and reporting.
+    // the epoll set and the timerfd, and confine itself to waiting for the
+    // child and reporting. The trace file is kept to the end (closing its
+    // descriptor is forbidden once confined).
+    let trace: Option<&'static crate::trace::TraceFile> =
+        setup.trace.take().map(|t| &*Box::leak(Box::new(t)));
     drop(setup);
     drop(waitset);
-    mem.unmap();
-    for f in parent_filters {
-        crate::sandbox::install(f)?;
-    }
+    crate::sandbox::install(&seccomp::parent_filter()?)?;
 
     let mut status = 0;
     loop {
@@ -289,14 +281,53 @@ fn supervise(
         }
     }
     if libc::WIFEXITED(status) {
-        return Ok(libc::WEXITSTATUS(status) as u8);
+        let s = libc::WEXITSTATUS(status) as u8;
+        if let Some(t) = trace {
+            t.set_end(crate::trace::end_exited(s));
+        }
+        return Ok(s);
     }
     let sig = libc::WTERMSIG(status);
+    if let Some(t) = trace {
+        t.set_end(morgana_abi::trace::END_SIGNAL | (sig as u64 & 0xff) << 8);
+    }
     eprintln!(
         "morgana-spt: guest killed by {} (signal {sig})",
         signal_name(sig)
     );
     Ok((128 + sig) as u8)
+}
+
+/// In the child: sets up guest memory, confines the process and jumps to
+/// the guest. Returns only on failure, before the guest has run.
+fn boot_guest(
+    setup: &Setup,
+    boot: &[u8],
+    filter: &seccompiler::BpfProgram,
+) -> Result<std::convert::Infallible, TenderError> {
+    let mem = GuestMem::map(setup.mem_size)?;
+    mem.load(&setup.image.bytes, &setup.plan)?;
+    if let Some(t) = &setup.trace {
+        let p = mem.at(t.addr, t.size)?;
+        // SAFETY: [addr, addr+size) lies in guest memory (checked by
+        // `at`), which is mapped at its own addresses and holds no Rust
+        // object.
+        unsafe { t.map_over(p)? };
+    }
+    mem.write(spt::BOOT_INFO_BASE, boot)?;
+    let entry = setup.plan.entry;
+    let sp = mem.size - 8;
+    // The Rust runtime's handlers (SIGSEGV for stack overflows) must
+    // not run inside the guest: a fault must kill it with its signal.
+    crate::sandbox::default_signals();
+    if let Err(e) = seccompiler::apply_filter(filter) {
+        return Err(TenderError::Guest(format!(
+            "cannot install the seccomp filter: {e}"
+        )));
+    }
+    // SAFETY: the guest's entry point, stack and boot info were set up
+    // above per the spt ABI; control never comes back.
+    unsafe { launch(sp, entry, spt::BOOT_INFO_BASE) }
 }
 
 /// A signal's name and what it means for a guest.

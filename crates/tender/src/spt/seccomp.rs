@@ -11,7 +11,7 @@
 //! * `exit_group`.
 
 use super::Waitset;
-use crate::sandbox::{AllowList, arg_eq, arg_le, arg_masked_eq, brk_enomem};
+use crate::sandbox::{AllowList, arg_eq, arg_le, arg_masked_eq};
 use crate::{Setup, TenderError};
 use morgana_abi::mft::DeviceKind;
 use seccompiler::BpfProgram;
@@ -19,11 +19,14 @@ use std::os::fd::AsRawFd;
 
 const ARCH_SET_FS: u64 = 0x1002;
 
-/// The parent's filters, once the guest runs in the child: wait for it,
-/// write the report, exit; `mmap` without `PROT_EXEC` and `munmap` for an
-/// error message that allocates (`brk` fails with `ENOMEM`, so the
-/// allocator falls back to `mmap`). Install them in order.
-pub fn parent_filters() -> Result<[BpfProgram; 2], TenderError> {
+/// The parent's filter, once the guest runs in the child: wait for it,
+/// write the report, exit; `mmap` without `PROT_EXEC`, `munmap` and `brk`
+/// for an error message that allocates. One filter, not hvt's two (a
+/// first one making `brk` fail): the parent never maps guest memory, and
+/// `brk` can do nothing that `mmap` without `PROT_EXEC` cannot, so the
+/// second filter would only cost its installation (a BPF compilation in the
+/// kernel) on every boot.
+pub fn parent_filter() -> Result<BpfProgram, TenderError> {
     let mut l = AllowList::default();
     l.allow(libc::SYS_wait4);
     for fd in [1, 2] {
@@ -36,7 +39,7 @@ pub fn parent_filters() -> Result<[BpfProgram; 2], TenderError> {
     )?;
     l.allow(libc::SYS_munmap);
     l.allow(libc::SYS_brk);
-    Ok([brk_enomem()?, l.compile()?])
+    l.compile()
 }
 
 /// Compiles the guest's allow-list.
