@@ -5,7 +5,9 @@ use std::env;
 use std::path::PathBuf;
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(morgana_platform, values(\"hvt\", \"spt\", \"virtio\", \"unix\"))");
+    println!(
+        "cargo::rustc-check-cfg=cfg(morgana_platform, values(\"hvt\", \"spt\", \"virtio\", \"unix\"))"
+    );
     println!("cargo::rerun-if-changed=link/morgana.ld");
     println!("cargo::rerun-if-changed=link/virtio.ld");
     // `--cfg morgana_no_trace` compiles the trace points out (to measure

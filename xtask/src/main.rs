@@ -20,10 +20,10 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod bench_net;
 mod bench_sched;
-mod bench_virtio;
+mod bench_socket;
 mod bench_tls;
 mod bench_trace;
-mod bench_socket;
+mod bench_virtio;
 mod compat;
 
 /// Debian packages the tests and benchmarks use.

@@ -194,7 +194,8 @@ fn image_manifest(path: &Path) -> Result<Manifest> {
     )
     .map_err(|e| anyhow::anyhow!("{}: invalid image: {e}", path.display()))?
     .with_context(|| format!("{}: no Solo5 manifest note", path.display()))?;
-    Manifest::validate(mft).map_err(|e| anyhow::anyhow!("{}: invalid manifest: {e}", path.display()))
+    Manifest::validate(mft)
+        .map_err(|e| anyhow::anyhow!("{}: invalid manifest: {e}", path.display()))
 }
 
 /// A temporary file removed on drop.
@@ -208,10 +209,12 @@ impl Drop for Temp {
 
 /// The QEMU command for `opts`, the tap descriptors it inherits, and the
 /// host channel file.
-fn qemu_command(opts: &RunOptions, accel: Accel) -> Result<(Command, Vec<std::os::fd::OwnedFd>, Temp)> {
+fn qemu_command(
+    opts: &RunOptions,
+    accel: Accel,
+) -> Result<(Command, Vec<std::os::fd::OwnedFd>, Temp)> {
     let manifest = image_manifest(&opts.image)?;
-    let parsed =
-        morgana_host::args::parse_unix(&opts.args).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let parsed = morgana_host::args::parse_unix(&opts.args).map_err(|e| anyhow::anyhow!("{e}"))?;
     let attached = morgana_host::attach_devices(&manifest, &parsed.devices)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let guest = morgana_host::args::guest_cmdline(&parsed.guest_args)
@@ -300,7 +303,10 @@ fn qemu_command(opts: &RunOptions, accel: Accel) -> Result<(Command, Vec<std::os
                     })
                     .unwrap_or_default();
                 if path.contains(',') {
-                    bail!("block device '{}': QEMU cannot take a path with a comma ({path})", d.name);
+                    bail!(
+                        "block device '{}': QEMU cannot take a path with a comma ({path})",
+                        d.name
+                    );
                 }
                 c.arg("-drive").arg(format!(
                     "id=blk{i},file={path},format=raw,if=none,cache=writeback,file.locking=off"
@@ -410,10 +416,17 @@ mod tests {
 
     #[test]
     fn run_flags_come_off() {
-        let a: Vec<String> = ["--machine=q35", "--block:a=b", "--accel", "tcg", "--", "--machine=x"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let a: Vec<String> = [
+            "--machine=q35",
+            "--block:a=b",
+            "--accel",
+            "tcg",
+            "--",
+            "--machine=x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let (m, acc, rest) = take_run_flags(&a).unwrap();
         assert_eq!(m, Machine::Q35);
         assert_eq!(acc, Some(Accel::Tcg));

@@ -51,12 +51,7 @@ fn q35_block_with_both_sector_sizes() {
 fn q35_net(tag: &str, image: &str, ready: &str) -> (Running, Netns) {
     let ns = Netns::new(tag);
     ns.add_tap("tap0", Some("10.0.0.1/24"));
-    let cmd = command(
-        Q35,
-        image,
-        &["--net:service=tap0"],
-        &["--ipv4=10.0.0.2/24"],
-    );
+    let cmd = command(Q35, image, &["--net:service=tap0"], &["--ipv4=10.0.0.2/24"]);
     let mut run = Running::start(ns.wrap(&cmd));
     run.wait_line(ready, Duration::from_secs(60));
     (run, ns)
@@ -89,8 +84,9 @@ fn q35_tcp_echo_of_one_mib() {
 fn q35_http_hello_answers_keep_alive_requests() {
     let (_run, ns) = q35_net("vq35http", "http-hello", "listening");
     ns.run_in(|| {
-        let mut s = TcpStream::connect_timeout(&"10.0.0.2:80".parse().unwrap(), Duration::from_secs(60))
-            .expect("connect");
+        let mut s =
+            TcpStream::connect_timeout(&"10.0.0.2:80".parse().unwrap(), Duration::from_secs(60))
+                .expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         for path in ["/", "/", "/nope"] {
             write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -103,14 +99,21 @@ fn q35_http_hello_answers_keep_alive_requests() {
             let head = String::from_utf8_lossy(&head).into_owned();
             let len: usize = head
                 .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: ").or(l.strip_prefix("content-length: ")))
+                .find_map(|l| {
+                    l.strip_prefix("Content-Length: ")
+                        .or(l.strip_prefix("content-length: "))
+                })
                 .expect("a Content-Length")
                 .trim()
                 .parse()
                 .unwrap();
             let mut body = vec![0u8; len];
             s.read_exact(&mut body).unwrap();
-            let want = if path == "/" { "HTTP/1.1 200" } else { "HTTP/1.1 404" };
+            let want = if path == "/" {
+                "HTTP/1.1 200"
+            } else {
+                "HTTP/1.1 404"
+            };
             assert!(head.starts_with(want), "{path}: {head}");
         }
     });
@@ -150,7 +153,9 @@ fn blk(path: &str, sector: u32) -> Vec<String> {
         "-drive".into(),
         format!("id=d0,file={path},format=raw,if=none,file.locking=off"),
         "-device".into(),
-        format!("virtio-blk-device,drive=d0,logical_block_size={sector},physical_block_size={sector}"),
+        format!(
+            "virtio-blk-device,drive=d0,logical_block_size={sector},physical_block_size={sector}"
+        ),
     ]
 }
 
@@ -158,7 +163,11 @@ fn blk(path: &str, sector: u32) -> Vec<String> {
 /// (the guest's 1 through isa-debug-exit).
 #[track_caller]
 fn expect_guest_error(o: &Output, msg: &str) {
-    assert_eq!(o.status, 3, "status\n--- stdout\n{}--- stderr\n{}", o.stdout, o.stderr);
+    assert_eq!(
+        o.status, 3,
+        "status\n--- stdout\n{}--- stderr\n{}",
+        o.stdout, o.stderr
+    );
     let lines: Vec<&str> = o.stdout.lines().collect();
     assert_eq!(lines.len(), 1, "one line expected: {:?}", o.stdout);
     assert!(lines[0].starts_with("morgana: "), "{:?}", lines[0]);
@@ -175,7 +184,10 @@ fn guest_refuses_a_command_line_naming_a_missing_virtio_device() {
     );
     // A device of the wrong kind.
     let o = bare_qemu("t-echo", &blk(disk.path(), 512), "--net:service=virtio0");
-    expect_guest_error(&o, "--net:service=virtio0: virtio0 is a block device, not a net device");
+    expect_guest_error(
+        &o,
+        "--net:service=virtio0: virtio0 is a block device, not a net device",
+    );
 }
 
 #[test]

@@ -34,10 +34,10 @@ pub(crate) use hvt as imp;
 pub(crate) use sim as imp;
 #[cfg(morgana_platform = "spt")]
 pub(crate) use spt as imp;
-#[cfg(morgana_platform = "virtio")]
-pub(crate) use virtio as imp;
 #[cfg(all(morgana_platform = "unix", not(test)))]
 pub(crate) use unix as imp;
+#[cfg(morgana_platform = "virtio")]
+pub(crate) use virtio as imp;
 
 #[cfg(any(
     morgana_platform = "hvt",

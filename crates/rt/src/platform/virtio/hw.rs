@@ -11,28 +11,36 @@ pub fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: port input has no memory effects; the ports this module uses
     // belong to emulated PC devices (or read as 0xff when absent).
-    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
 /// Writes a byte to I/O port `port`.
 pub fn outb(port: u16, v: u8) {
     // SAFETY: as for `inb`: emulated PC device ports, no memory effects.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Reads a 32-bit word from I/O port `port`.
 pub fn inl(port: u16) -> u32 {
     let v: u32;
     // SAFETY: as for `inb` (PCI configuration ports).
-    unsafe { asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
 /// Writes a 32-bit word to I/O port `port`.
 pub fn outl(port: u16, v: u32) {
     // SAFETY: as for `inb` (PCI configuration ports).
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// The TSC.
@@ -238,8 +246,7 @@ pub fn rtc_seconds() -> Option<u64> {
         _ => 20,
     };
     let year = century * 100 + u64::from(bcd(r[5]));
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)

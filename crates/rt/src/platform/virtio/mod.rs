@@ -304,17 +304,26 @@ fn bind(raw: &str) -> Result<(Manifest, String), String> {
             .and_then(|n| n.parse::<usize>().ok())
             .filter(|&i| i < found.len())
             .ok_or_else(|| {
-                alloc::format!("{opt}: there is no virtio device '{value}' (found: {})", list())
+                alloc::format!(
+                    "{opt}: there is no virtio device '{value}' (found: {})",
+                    list()
+                )
             })?;
         if found[idx].kind != Some(kind) {
             return Err(alloc::format!(
                 "{opt}: virtio{idx} is a {} device, not a {} device",
                 found[idx].what,
-                if kind == DeviceKind::Net { "net" } else { "block" }
+                if kind == DeviceKind::Net {
+                    "net"
+                } else {
+                    "block"
+                }
             ));
         }
         if binding.iter().any(|&(_, bi)| bi == idx) {
-            return Err(alloc::format!("{opt}: virtio{idx} is already bound to another device"));
+            return Err(alloc::format!(
+                "{opt}: virtio{idx} is already bound to another device"
+            ));
         }
         binding.push((h, idx));
     }
@@ -463,19 +472,17 @@ pub fn yield_until(deadline: u64) -> u64 {
             hw::lapic_timer(0);
             return set;
         }
-        let ticks = (u128::from(deadline - now) * u128::from(APIC_MULT.load(Ordering::Relaxed)))
-            >> 32;
+        let ticks =
+            (u128::from(deadline - now) * u128::from(APIC_MULT.load(Ordering::Relaxed))) >> 32;
         hw::lapic_timer(ticks.clamp(1, u128::from(u32::MAX)) as u32);
         hw::halt();
     }
 }
 
 fn with_dev<R>(handle: u64, f: impl FnOnce(&mut dev::Driver) -> R) -> Result<R, Solo5Result> {
-    DEVS.with(|devs| {
-        match devs.get_mut(handle as usize) {
-            Some(Some(d)) => Ok(f(&mut d.driver)),
-            _ => Err(Solo5Result::Einval),
-        }
+    DEVS.with(|devs| match devs.get_mut(handle as usize) {
+        Some(Some(d)) => Ok(f(&mut d.driver)),
+        _ => Err(Solo5Result::Einval),
     })
 }
 
