@@ -303,10 +303,7 @@ fn run() -> Result<()> {
             cmdline,
             block,
         } => {
-            let path = match target.platform() {
-                Some(p) => resolve(Some(p), &image)?.1,
-                None => PathBuf::from(&image),
-            };
+            let path = resolve(Some(target.platform()), &image)?.1;
             // The whole name is the reference (as podman and skopeo read it).
             let reference = tag.clone().unwrap_or_else(|| "latest".into());
             let opts = morgana_cli::package::PackageOptions {
