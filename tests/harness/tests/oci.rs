@@ -353,3 +353,43 @@ fn packaging_what_is_not_an_image_fails_with_one_line() {
         assert!(!out.exists(), "{img}: output written");
     }
 }
+
+#[test]
+fn a_virtio_image_records_qemu_and_boots_from_the_bundle() {
+    let tmp = TempDir::new("virtio");
+    let out = tmp.0.join("layout");
+    let img = target_dir().join("unikernels/virtio/hello");
+    assert!(
+        img.is_file(),
+        "{} is missing: build the images with `cargo xtask build`",
+        img.display()
+    );
+    morgana(&[
+        "package",
+        img.to_str().unwrap(),
+        "--target",
+        "virtio",
+        "--cmdline",
+        "one two",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .expect_status(0);
+    let (bundle, config, u) = unpack(&out, &tmp.0);
+    assert_eq!(u["com.urunc.unikernel.hypervisor"], "qemu");
+    assert_eq!(u["com.urunc.unikernel.binary"], "/unikernel/hello.virtio");
+    // No devices: no bindings, just the end of them.
+    assert_eq!(u["com.urunc.unikernel.cmdline"], "-- one two");
+    assert_eq!(config["process"]["args"], json(r#"["--","one","two"]"#));
+    // QEMU boots the bundle's binary (through `morgana run`, which adds the
+    // same `--` itself).
+    let bin = bundle.join("rootfs/unikernel/hello.virtio");
+    let mut args = vec!["run", "--target", "virtio", bin.to_str().unwrap()];
+    let recorded = u["com.urunc.unikernel.cmdline"].clone();
+    args.extend(recorded.split_whitespace());
+    let mut c = Command::new(target_dir().join("release/morgana"));
+    c.args(&args);
+    let o = run_command(c, Duration::from_secs(120));
+    o.expect_status(0);
+    o.expect_output("Command line: one two");
+}
