@@ -22,10 +22,10 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod bench_net;
 mod bench_sched;
-mod bench_virtio;
+mod bench_socket;
 mod bench_tls;
 mod bench_trace;
-mod bench_socket;
+mod bench_virtio;
 mod compat;
 mod fuzz;
 
@@ -45,6 +45,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("curl", "curl"),
     ("g++", "g++"),
+    ("util-linux", "setpriv"),
+    ("skopeo", "skopeo"),
+    ("umoci", "umoci"),
+    ("podman", "podman"),
 ];
 
 /// QEMU for the virtio platform: from the distribution's backports (QEMU

@@ -1,9 +1,9 @@
 //! The library behind the `morgana` command: building unikernel images for
 //! each platform, locating tenders, reading manifests.
 
-pub mod trace;
 pub mod new;
 pub mod package;
+pub mod trace;
 
 use anyhow::{Context, Result, bail};
 use morgana_abi::mft::type_name;

@@ -110,9 +110,9 @@ enum Cmd {
         /// Write an OCI image layout into this (new or empty) directory.
         #[arg(short = 'o', long = "output", required_unless_present = "tag")]
         output: Option<PathBuf>,
-        /// The image's name (`NAME[:TAG]`): its reference in the layout, and
-        /// without `-o`, the name it is copied to local container storage
-        /// under (with skopeo).
+        /// The image's name (`NAME[:TAG]`): its reference in the layout
+        /// (default `latest`), and without `-o`, the name it is copied to
+        /// local container storage under (with skopeo).
         #[arg(long)]
         tag: Option<String>,
         /// The unikernel's command line (urunc adds `--ipv4=`/`--ipv4-gateway=`).
@@ -317,14 +317,9 @@ fn run() -> Result<()> {
             cmdline,
             block,
         } => {
-            let path = match target.platform() {
-                Some(p) => resolve(Some(p), &image)?.1,
-                None => PathBuf::from(&image),
-            };
-            let reference = tag
-                .as_deref()
-                .and_then(|t| t.rsplit_once(':').map(|(_, r)| r.to_string()))
-                .unwrap_or_else(|| "latest".into());
+            let path = resolve(Some(target.platform()), &image)?.1;
+            // The whole name is the reference (as podman and skopeo read it).
+            let reference = tag.clone().unwrap_or_else(|| "latest".into());
             let opts = morgana_cli::package::PackageOptions {
                 image: path,
                 target,

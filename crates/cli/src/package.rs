@@ -55,11 +55,11 @@ impl OciTarget {
     }
 
     /// The platform whose build directory holds its images.
-    pub fn platform(self) -> Option<Platform> {
+    pub fn platform(self) -> Platform {
         match self {
-            Self::Hvt => Some(Platform::Hvt),
-            Self::Spt => Some(Platform::Spt),
-            Self::Virtio => None,
+            Self::Hvt => Platform::Hvt,
+            Self::Spt => Platform::Spt,
+            Self::Virtio => Platform::Virtio,
         }
     }
 }
@@ -206,6 +206,25 @@ pub fn package(opts: &PackageOptions, out: &Path) -> Result<Packaged> {
     let kernel = std::fs::read(&opts.image)
         .with_context(|| format!("cannot read {}", opts.image.display()))?;
 
+    // A virtio image learns which virtio device is which from its command
+    // line (`--net:NAME=virtioN ... --`): net first, then block, as the
+    // devices are attached.
+    let cmdline = if opts.target == OciTarget::Virtio {
+        let mut binds: Vec<String> = Vec::new();
+        if let Some(n) = &net_dev {
+            binds.push(format!("--net:{n}=virtio0"));
+        }
+        if let Some(b) = &blk_dev {
+            binds.push(format!("--block:{b}=virtio{}", binds.len()));
+        }
+        binds.push("--".into());
+        if !opts.cmdline.is_empty() {
+            binds.push(opts.cmdline.clone());
+        }
+        binds.join(" ")
+    } else {
+        opts.cmdline.clone()
+    };
     let mut ann: BTreeMap<String, String> = BTreeMap::new();
     let mut set = |k: &str, v: &str| {
         ann.insert(format!("com.urunc.unikernel.{k}"), v.to_string());
@@ -213,7 +232,7 @@ pub fn package(opts: &PackageOptions, out: &Path) -> Result<Packaged> {
     set("unikernelType", "mirage");
     set("hypervisor", opts.target.monitor());
     set("binary", &binary);
-    set("cmdline", &opts.cmdline);
+    set("cmdline", &cmdline);
     set("unikernelVersion", env!("CARGO_PKG_VERSION"));
     set("mountRootfs", "false");
     if let Some(n) = &net_dev {
@@ -250,7 +269,7 @@ pub fn package(opts: &PackageOptions, out: &Path) -> Result<Packaged> {
         .with_context(|| format!("cannot create {}", out.display()))?;
     let layer_desc = blob(out, "application/vnd.oci.image.layer.v1.tar", &tarball)?;
     let diff_id = layer_desc["digest"].clone();
-    let cmd: Vec<&str> = opts.cmdline.split_whitespace().collect();
+    let cmd: Vec<&str> = cmdline.split_whitespace().collect();
     let mut config = json!({
         "created": "1970-01-01T00:00:00Z",
         "architecture": "amd64",

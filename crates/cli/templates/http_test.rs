@@ -24,11 +24,20 @@ fn with_server(check: impl Fn(u16)) {
         panic!("this test boots the unix build: run `morgana test --target unix`");
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = boot("unix", &image, &["--net:service=socket"], &[&format!("--port={port}")])
+    let child = boot("unix", &image, &["--net:service=socket"], &[&format!("--port={port}")])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Stopped even if a check fails.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Server(child);
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     loop {
         match lines.next() {
             Some(Ok(l)) if l.contains("listening") => break,
@@ -37,6 +46,4 @@ fn with_server(check: impl Fn(u16)) {
         }
     }
     check(port);
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

@@ -106,7 +106,7 @@ impl core::error::Error for AcquireError {}
 
 /// The handle of the attached platform device `name` of `kind`, without
 /// acquiring it.
-#[cfg_attr(not(morgana_platform = "unix"), allow(dead_code))]
+#[cfg(all(morgana_platform = "unix", not(test)))]
 pub(crate) fn find(name: &str, kind: DeviceKind) -> Option<u64> {
     BOOT.with(|b| {
         let (h, e) = b.as_ref()?.manifest.find(name, kind)?;

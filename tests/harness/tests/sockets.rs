@@ -124,7 +124,8 @@ fn echo_over_tcp_and_udp_as_nobody() {
 fn curl(ns: &Netns, url: &str) -> (String, String) {
     let o = ns
         .command("curl")
-        .args(["-s", "-m", "10", "-w", "\n%{http_code}", url])
+        .args(["-s", "-m", "10", "--retry", "5", "--retry-connrefused"])
+        .args(["-w", "\n%{http_code}", url])
         .output()
         .expect("curl");
     let out = String::from_utf8_lossy(&o.stdout).into_owned();

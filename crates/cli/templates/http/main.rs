@@ -8,7 +8,7 @@
 extern crate alloc;
 
 use morgana_http::{Limits, Request, Response, Router, Server};
-use morgana_net::Stack;
+use morgana_net::{Stack, TcpListener};
 
 const PAGE: &str = "<!doctype html>\n<title>{{name}}</title>\n<h1>Hello from {{name}}</h1>\n";
 
@@ -39,6 +39,18 @@ async fn main(service: Stack) -> Result<(), morgana_net::Error> {
             let who = r.path().trim_start_matches("/hello/");
             Response::text(alloc::format!("Hello, {who}!\n"))
         });
+    let server = Server::new(router).with_limits(limits);
+    // Bound before saying so: a client that waits for the line can connect.
+    let listener = TcpListener::bind(&service, port)?;
     log::info!("{{name}}: listening on port {port}");
-    Server::new(router).with_limits(limits).serve(&service, port).await
+    loop {
+        let (mut stream, peer) = listener.accept().await?;
+        let server = server.clone();
+        morgana::spawn(async move {
+            server.serve_connection(&mut stream, Some(peer)).await;
+            // The answer goes out before the FIN; a peer that never closes
+            // its side is dropped after the write timeout.
+            let _ = morgana::timeout(server.limits().write_timeout, stream.close()).await;
+        });
+    }
 }

@@ -9,7 +9,7 @@
 #![no_main]
 
 use morgana_http::{Limits, Request, Response, Router, Server};
-use morgana_net::Stack;
+use morgana_net::{Stack, TcpListener};
 
 /// The site: path, content type, bytes.
 const FILES: &[(&str, &str, &[u8])] = &[
@@ -44,6 +44,18 @@ async fn main(service: Stack) -> Result<(), morgana_net::Error> {
             Response::ok(body).with_header("Content-Type", ty)
         });
     }
+    let server = Server::new(router).with_limits(limits);
+    // Bound before saying so: a client that waits for the line can connect.
+    let listener = TcpListener::bind(&service, port)?;
     log::info!("{{name}}: listening on port {port}");
-    Server::new(router).with_limits(limits).serve(&service, port).await
+    loop {
+        let (mut stream, peer) = listener.accept().await?;
+        let server = server.clone();
+        morgana::spawn(async move {
+            server.serve_connection(&mut stream, Some(peer)).await;
+            // The answer goes out before the FIN; a peer that never closes
+            // its side is dropped after the write timeout.
+            let _ = morgana::timeout(server.limits().write_timeout, stream.close()).await;
+        });
+    }
 }

@@ -61,7 +61,17 @@ struct FdWait {
 }
 
 /// Host sockets registered with the epoll set, and who waits on them.
-static FD_WAITS: Global<BTreeMap<i32, FdWait>> = Global::new(BTreeMap::new());
+static FD_WAITS: Global<Waits> = Global::new(Waits {
+    fds: BTreeMap::new(),
+    waiting: 0,
+});
+
+/// The host sockets' waiters, and how many wakers they hold (so that the
+/// scheduler's check is O(1) whatever the number of sockets).
+struct Waits {
+    fds: BTreeMap<i32, FdWait>,
+    waiting: usize,
+}
 
 /// The epoll set the scheduler waits on: the taps (level-triggered, tagged
 /// with [`TAP_TAG`] and their handle) and the host sockets (edge-triggered,
@@ -409,16 +419,18 @@ pub fn yield_until(deadline: u64) -> u64 {
                 ready |= 1 << (data & 63);
                 continue;
             }
-            let Some(w) = waits.get_mut(&(data as i32)) else {
+            let Some(w) = waits.fds.get_mut(&(data as i32)) else {
                 continue;
             };
             let err = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+            let before = woken.len();
             if flags & (libc::EPOLLIN | libc::EPOLLRDHUP) as u32 | err != 0 {
                 woken.extend(w.read.take());
             }
             if flags & libc::EPOLLOUT as u32 | err != 0 {
                 woken.extend(w.write.take());
             }
+            waits.waiting -= woken.len() - before;
         }
     });
     for w in woken {
@@ -429,7 +441,7 @@ pub fn yield_until(deadline: u64) -> u64 {
 
 /// Whether a task waits for a host socket.
 pub fn fd_waiters() -> bool {
-    FD_WAITS.with(|w| w.values().any(|w| w.read.is_some() || w.write.is_some()))
+    FD_WAITS.with(|w| w.waiting > 0)
 }
 
 /// Whether net device `handle` is attached to the host's sockets.
@@ -448,7 +460,14 @@ pub fn register_fd(fd: i32) -> std::io::Result<()> {
     if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    FD_WAITS.with(|w| w.insert(fd, FdWait::default()));
+    let old = FD_WAITS.with(|w| {
+        let old = w.fds.insert(fd, FdWait::default());
+        if let Some(o) = &old {
+            w.waiting -= usize::from(o.read.is_some()) + usize::from(o.write.is_some());
+        }
+        old
+    });
+    drop(old);
     Ok(())
 }
 
@@ -459,7 +478,13 @@ pub fn deregister_fd(fd: i32) {
     let mut ev = libc::epoll_event { events: 0, u64: 0 };
     // SAFETY: removing a descriptor from our epoll set; the kernel checks it.
     unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, fd, &mut ev) };
-    let w = FD_WAITS.with(|w| w.remove(&fd));
+    let w = FD_WAITS.with(|w| {
+        let old = w.fds.remove(&fd);
+        if let Some(o) = &old {
+            w.waiting -= usize::from(o.read.is_some()) + usize::from(o.write.is_some());
+        }
+        old
+    });
     drop(w);
 }
 
@@ -467,11 +492,17 @@ pub fn deregister_fd(fd: i32) {
 /// (`write == false`) or writable.
 pub fn wait_fd(fd: i32, write: bool, waker: &core::task::Waker) {
     let old = FD_WAITS.with(|waits| {
-        let w = waits.entry(fd).or_default();
+        let w = waits.fds.entry(fd).or_default();
         let slot = if write { &mut w.write } else { &mut w.read };
         match slot {
             Some(s) if s.will_wake(waker) => None,
-            _ => slot.replace(waker.clone()),
+            _ => {
+                let old = slot.replace(waker.clone());
+                if old.is_none() {
+                    waits.waiting += 1;
+                }
+                old
+            }
         }
     });
     drop(old);
