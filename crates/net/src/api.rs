@@ -106,6 +106,16 @@ impl Stack {
         }
     }
 
+    /// The counters of the stack's network device: frames and bytes (all
+    /// zero on host sockets, which have no frames).
+    pub fn net_stats(&self) -> morgana::NetStats {
+        match &self.0 {
+            StackImp::Smol(s) => s.net_stats(),
+            #[cfg(target_os = "linux")]
+            StackImp::Host(_) => morgana::NetStats::default(),
+        }
+    }
+
     /// Resolves `name` to its IPv4 addresses (an address literal resolves
     /// to itself), asking the configured DNS servers (on host sockets
     /// without `--dns-server`: `/etc/resolv.conf`'s).

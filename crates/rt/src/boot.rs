@@ -106,7 +106,7 @@ impl core::error::Error for AcquireError {}
 
 /// The handle of the attached platform device `name` of `kind`, without
 /// acquiring it.
-#[cfg(all(morgana_platform = "unix", not(test)))]
+#[cfg(all(morgana_platform = "unix", not(any(test, morgana_sim))))]
 pub(crate) fn find(name: &str, kind: DeviceKind) -> Option<u64> {
     BOOT.with(|b| {
         let (h, e) = b.as_ref()?.manifest.find(name, kind)?;

@@ -77,7 +77,7 @@ impl Net {
     pub fn acquire(name: &'static str) -> Result<Self, DeviceError> {
         let (handle, e) = crate::boot::acquire(name, DeviceKind::Net)
             .map_err(|err| DeviceError::new(name, err))?;
-        #[cfg(all(morgana_platform = "unix", not(test)))]
+        #[cfg(all(morgana_platform = "unix", not(any(test, morgana_sim))))]
         if crate::platform::is_sockets(handle) {
             return Err(DeviceError::new(
                 name,
@@ -219,7 +219,7 @@ impl Device for Net {
 /// calls [`host::HostSockets::wait`] and returns `Pending`, and the scheduler
 /// wakes it when epoll reports the socket ready (edge-triggered: wait only
 /// after an operation returned `EAGAIN`).
-#[cfg(all(morgana_platform = "unix", not(test)))]
+#[cfg(all(morgana_platform = "unix", not(any(test, morgana_sim))))]
 pub mod host {
     use crate::device::DeviceError;
     use core::task::Context;

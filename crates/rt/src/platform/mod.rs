@@ -59,14 +59,14 @@ pub(crate) fn exit(status: i32) -> ! {
 
 #[cfg(morgana_platform = "unix")]
 pub(crate) use imp::catch_panic;
-#[cfg(all(morgana_platform = "unix", not(test)))]
+#[cfg(all(morgana_platform = "unix", not(any(test, morgana_sim))))]
 pub(crate) use imp::{deregister_fd, is_sockets, register_fd, wait_fd};
 
 /// Whether a task waits for a host socket (unix socket mode).
 pub(crate) fn fd_waiters() -> bool {
-    #[cfg(all(morgana_platform = "unix", not(test)))]
+    #[cfg(all(morgana_platform = "unix", not(any(test, morgana_sim))))]
     return imp::fd_waiters();
-    #[cfg(not(all(morgana_platform = "unix", not(test))))]
+    #[cfg(not(all(morgana_platform = "unix", not(any(test, morgana_sim)))))]
     false
 }
 
