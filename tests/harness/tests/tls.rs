@@ -344,6 +344,13 @@ fn a_bad_certificate_or_key_stops_the_server_at_boot() {
     ];
     for p in Platform::ALL {
         for (i, (what, parts, msg)) in cases.iter().enumerate() {
+            // Loading a key takes about a minute of emulated guest CPU on
+            // this machine's hvt: there, only the mismatched pair (a key
+            // parsed, then refused) and garbage, to keep the suite in CI's
+            // budget; every case runs on the other platforms.
+            if p == Platform::Hvt && !matches!(*what, "mismatched pair" | "garbage") {
+                continue;
+            }
             let img = image_of(&dir.0, &format!("bad{i}.img"), parts);
             let ns = Netns::new("tlsbad");
             ns.add_tap("tap0", Some("10.0.0.1/24"));
