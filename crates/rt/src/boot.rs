@@ -3,7 +3,12 @@
 
 use crate::global::Global;
 use morgana_abi::mft::{DeviceKind, Entry, ManifestView};
-#[cfg(any(test, morgana_sim, morgana_platform = "unix", morgana_platform = "virtio"))]
+#[cfg(any(
+    test,
+    morgana_sim,
+    morgana_platform = "unix",
+    morgana_platform = "virtio"
+))]
 use {alloc::boxed::Box, morgana_abi::mft::Manifest};
 
 struct BootData {
