@@ -9,6 +9,9 @@
 //! * `cargo xtask test`: the whole test suite (formatting, clippy, docs,
 //!   unit tests, then real images on real tenders and real taps);
 //! * `cargo xtask bench`: the benchmarks, written to `BENCHMARKS.md`;
+//! * `cargo xtask durability [N]`: kv-server killed N times (1,000 by
+//!   default) over spt and unix, and 5 times on hvt, each acknowledged
+//!   write checked after every reboot;
 //! * `cargo xtask compat SOLO5_DIR`: Solo5 ABI compatibility both ways,
 //!   against a built Solo5 tree, written to `COMPAT.md`.
 
@@ -32,6 +35,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dnsmasq-base", "dnsmasq"),
     ("nginx-light", "nginx"),
     ("time", "time"),
+    ("dosfstools", "fsck.fat"),
+    ("mtools", "mcopy"),
 ];
 
 fn main() -> ExitCode {
@@ -46,6 +51,9 @@ fn main() -> ExitCode {
             .and_then(|()| build())
             .and_then(|()| bench::run(&args[1..])),
         "compat" => compat::run(&args[1..]),
+        "durability" => setup()
+            .and_then(|()| build())
+            .and_then(|()| durability(&args[1..])),
         // Probes the network benchmark runs inside its namespace.
         "__get" => bench_net::get(&args[1]),
         "__bulk" => args[2]
@@ -58,7 +66,9 @@ fn main() -> ExitCode {
             .and_then(|n| bench_net::hold(&args[1], n)),
 
         _ => {
-            eprintln!("usage: cargo xtask setup|build|demo|test|bench|compat SOLO5_DIR");
+            eprintln!(
+                "usage: cargo xtask setup|build|demo|test|bench|durability [N]|compat SOLO5_DIR"
+            );
             return ExitCode::from(2);
         }
     };
@@ -243,4 +253,30 @@ fn test() -> Result<()> {
     run(cargo().args(["test", "-p", "morgana-tests", "--", "--test-threads=2"]))?;
     eprintln!("\nAll tests passed.");
     Ok(())
+}
+
+/// The durability test with `N` kills over spt and unix (1,000 unless
+/// given), printing its figures.
+fn durability(args: &[String]) -> Result<()> {
+    let n: u64 = match args.first() {
+        Some(a) => a
+            .parse()
+            .with_context(|| format!("durability: {a:?} is not a number of kills"))?,
+        None => 1000,
+    };
+    if !is_root() {
+        bail!("the durability test needs root (network namespaces, taps, KVM): run as root");
+    }
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "morgana-tests",
+            "--test",
+            "durability",
+            "--",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MORGANA_DURABILITY", n.to_string()))
 }
