@@ -184,6 +184,10 @@ const BENCHES: &[Bench] = &[
         name: "net",
         run: || Ok(vec![crate::bench_net::section()?]),
     },
+    Bench {
+        name: "tls",
+        run: || Ok(vec![crate::bench_tls::section()?]),
+    },
 ];
 
 const HEADER: &str = "# Benchmarks\n\nWritten by `cargo xtask bench` (do not edit by hand). Every figure lists the command\n\

@@ -23,6 +23,7 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod bench_net;
 mod bench_sched;
+mod bench_tls;
 mod compat;
 
 /// Debian packages the tests and benchmarks use.
@@ -37,6 +38,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("time", "time"),
     ("dosfstools", "fsck.fat"),
     ("mtools", "mcopy"),
+    ("openssl", "openssl"),
+    ("curl", "curl"),
 ];
 
 fn main() -> ExitCode {

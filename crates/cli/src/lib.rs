@@ -53,8 +53,13 @@ pub const BARE_TARGET: &str = "x86_64-unknown-none";
 
 /// Flags every bare image is linked with: Morgana's linker script (found on
 /// the search path the runtime's build script sets up) and a static,
-/// non-PIE executable.
-pub const BARE_RUSTFLAGS: &str = "-C link-arg=-Tmorgana.ld -C relocation-model=static";
+/// non-PIE executable. The `--cfg`s select the RustCrypto crates' portable
+/// code (morgana-tls): their default x86 back ends pick SSE2/AES-NI/AVX2
+/// code at run time from CPUID, which a soft-float guest cannot run (and
+/// curve25519-dalek's SIMD back end does not even compile soft-float).
+pub const BARE_RUSTFLAGS: &str = "-C link-arg=-Tmorgana.ld -C relocation-model=static \
+    --cfg aes_force_soft --cfg polyval_force_soft --cfg chacha20_force_soft \
+    --cfg poly1305_force_soft --cfg curve25519_dalek_backend=\"serial\"";
 
 /// The `unikernel` build profile: small and fast images, no debug info.
 pub const PROFILE_CONFIG: [&str; 6] = [
