@@ -188,6 +188,10 @@ const BENCHES: &[Bench] = &[
         name: "tls",
         run: || Ok(vec![crate::bench_tls::section()?]),
     },
+    Bench {
+        name: "storage",
+        run: || Ok(vec![crate::bench_storage::section()?]),
+    },
 ];
 
 const HEADER: &str = "# Benchmarks\n\nWritten by `cargo xtask bench` (do not edit by hand). Every figure lists the command\n\

@@ -23,6 +23,7 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod bench_net;
 mod bench_sched;
+mod bench_storage;
 mod bench_tls;
 mod compat;
 

@@ -100,7 +100,11 @@ fn check_site(p: Platform, ns: &Netns, store: &str) {
             ],
         );
         let meta = String::from_utf8(meta).unwrap();
-        assert_eq!(meta, format!("200 {}", want_type(key)), "{p:?} {store}: {key}");
+        assert_eq!(
+            meta,
+            format!("200 {}", want_type(key)),
+            "{p:?} {store}: {key}"
+        );
         assert!(
             std::fs::read(&file).unwrap() == std::fs::read(path).unwrap(),
             "{p:?} {store}: {key}: bytes differ"
@@ -115,7 +119,11 @@ fn check_site(p: Platform, ns: &Netns, store: &str) {
     let dump = String::from_utf8(dump).unwrap();
     let len = std::fs::metadata(site().join("index.html")).unwrap().len();
     assert!(dump.starts_with("HTTP/1.1 200"), "{p:?} {store}: {dump}");
-    assert_eq!(header(&dump, "Content-Length"), Some(len.to_string()), "{dump}");
+    assert_eq!(
+        header(&dump, "Content-Length"),
+        Some(len.to_string()),
+        "{dump}"
+    );
     let tag = header(&dump, "ETag").expect("an ETag");
 
     // If-None-Match with the tag: 304; with another: the file.
@@ -149,7 +157,10 @@ fn check_site(p: Platform, ns: &Netns, store: &str) {
     // 404 and 405.
     for (args, want) in [
         (vec!["http://10.0.0.2/no/such/file.html"], b"404"),
-        (vec!["http://10.0.0.2/../etc/passwd", "--path-as-is"], b"404"),
+        (
+            vec!["http://10.0.0.2/../etc/passwd", "--path-as-is"],
+            b"404",
+        ),
         (vec!["-X", "POST", "http://10.0.0.2/index.html"], b"405"),
     ] {
         let mut a = vec!["-o", "/dev/null", "-w", "%{http_code}"];
@@ -172,16 +183,22 @@ fn check_site(p: Platform, ns: &Netns, store: &str) {
         err.matches("Connected to").count() == 1 && err.contains("existing connection"),
         "{p:?} {store}: not kept alive:\n{err}"
     );
-    assert_eq!(body.len() as u64, ["style.css", "app.js", "data.json"]
-        .iter()
-        .map(|f| std::fs::metadata(site().join(f)).unwrap().len())
-        .sum::<u64>());
+    assert_eq!(
+        body.len() as u64,
+        ["style.css", "app.js", "data.json"]
+            .iter()
+            .map(|f| std::fs::metadata(site().join(f)).unwrap().len())
+            .sum::<u64>()
+    );
 }
 
 /// A tar archive and a FAT image of examples/site.
 fn disks() -> (TempFile, TempFile) {
     let tar = TempFile::zeroed(0);
-    tool("tar", &["-C", site().to_str().unwrap(), "-cf", tar.path(), "."]);
+    tool(
+        "tar",
+        &["-C", site().to_str().unwrap(), "-cf", tar.path(), "."],
+    );
     let fat = TempFile::zeroed(16 << 20);
     mkfs(fat.path(), 16);
     mcopy_in(fat.path(), &site());
@@ -199,7 +216,10 @@ fn website_serves_every_file_from_every_store() {
             let mut run = Running::start(ns.wrap(&command(
                 p,
                 "website",
-                &["--net:service=tap0", &format!("--block:files={}", disk.path())],
+                &[
+                    "--net:service=tap0",
+                    &format!("--block:files={}", disk.path()),
+                ],
                 &["--ipv4=10.0.0.2/24", &format!("--store={store}")],
             )));
             run.wait_line(
@@ -219,7 +239,11 @@ fn a_bad_store_switch_or_disk_is_refused_with_one_line() {
         let ns = Netns::new("webbad");
         ns.add_tap("tap0", Some("10.0.0.1/24"));
         for (disk, store, msg) in [
-            (tar.path(), "zip", "website: --store=zip: expected baked, tar or fat"),
+            (
+                tar.path(),
+                "zip",
+                "website: --store=zip: expected baked, tar or fat",
+            ),
             (
                 tar.path(),
                 "fat",
