@@ -10,6 +10,8 @@ use morgana_tests::{Platform, Running, TempFile, command, run_command};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+const MAC: &str = "02:00:00:00:00:02";
+
 fn site() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/site")
 }
@@ -213,11 +215,25 @@ fn website_serves_every_file_from_every_store() {
         for (store, disk) in [("baked", &none), ("tar", &tar), ("fat", &fat)] {
             let ns = Netns::new("web");
             ns.add_tap("tap0", Some("10.0.0.1/24"));
+            // A fixed neighbour entry: a slow (hvt) guest may answer ARP
+            // after curl has given up on the address.
+            ns.ip(&[
+                "neigh",
+                "add",
+                "10.0.0.2",
+                "lladdr",
+                MAC,
+                "dev",
+                "tap0",
+                "nud",
+                "permanent",
+            ]);
             let mut run = Running::start(ns.wrap(&command(
                 p,
                 "website",
                 &[
                     "--net:service=tap0",
+                    &format!("--net-mac:service={MAC}"),
                     &format!("--block:files={}", disk.path()),
                 ],
                 &["--ipv4=10.0.0.2/24", &format!("--store={store}")],
