@@ -195,7 +195,7 @@ fn run(p: Platform, kills: u64, seed: u64) -> Tally {
         ));
         cmd.process_group(0);
         let mut run = Running::start(cmd);
-        let early = round > 0 && rng.next_u64().is_multiple_of(10);
+        let early = round > 0 && round < kills && rng.next_u64().is_multiple_of(10);
         if early {
             // Now and then, a kill while the store is being opened.
             std::thread::sleep(Duration::from_millis(rng.next_u64() % 30));
