@@ -284,6 +284,10 @@ const BENCHES: &[Bench] = &[
         name: "socket",
         run: || Ok(vec![crate::bench_socket::section()?]),
     },
+    Bench {
+        name: "storage",
+        run: || Ok(vec![crate::bench_storage::section()?]),
+    },
 ];
 
 const HEADER: &str = "# Benchmarks\n\nWritten by `cargo xtask bench` (do not edit by hand). Every figure lists the command\n\

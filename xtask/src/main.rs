@@ -11,6 +11,9 @@
 //! * `cargo xtask bench`: the benchmarks, written to `BENCHMARKS.md`;
 //! * `cargo xtask fuzz [TARGET] [SECONDS]`: the fuzz targets, each for
 //!   SECONDS, figures written to `BENCHMARKS.md`;
+//! * `cargo xtask durability [N]`: kv-server killed N times (1,000 by
+//!   default) over spt and unix, and 5 times on hvt, each acknowledged
+//!   write checked after every reboot;
 //! * `cargo xtask compat SOLO5_DIR`: Solo5 ABI compatibility both ways,
 //!   against a built Solo5 tree, written to `COMPAT.md`.
 
@@ -23,6 +26,7 @@ mod bench;
 mod bench_net;
 mod bench_sched;
 mod bench_socket;
+mod bench_storage;
 mod bench_tls;
 mod bench_trace;
 mod bench_virtio;
@@ -42,6 +46,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("time", "time"),
     ("gdb", "gdb"),
     (QEMU_PACKAGE, "qemu-system-x86_64"),
+    ("dosfstools", "fsck.fat"),
+    ("mtools", "mcopy"),
     ("openssl", "openssl"),
     ("curl", "curl"),
     ("g++", "g++"),
@@ -127,6 +133,9 @@ fn main() -> ExitCode {
             .and_then(|()| bench::run(&args[1..])),
         "compat" => compat::run(&args[1..]),
         "fuzz" => setup().and_then(|()| fuzz::run(&args[1..])),
+        "durability" => setup()
+            .and_then(|()| build())
+            .and_then(|()| durability(&args[1..])),
         // Probes the network benchmark runs inside its namespace.
         "__get" => bench_net::get(&args[1]),
         "__bulk" => args[2]
@@ -141,7 +150,7 @@ fn main() -> ExitCode {
 
         _ => {
             eprintln!(
-                "usage: cargo xtask setup|build|demo|test|bench [NAME...]|fuzz [TARGET] [SECONDS]|compat SOLO5_DIR"
+                "usage: cargo xtask setup|build|demo|test|bench [NAME...]|fuzz [TARGET] [SECONDS]|durability [N]|compat SOLO5_DIR"
             );
             return ExitCode::from(2);
         }
@@ -369,4 +378,30 @@ fn test() -> Result<()> {
     run(cargo().args(["test", "-p", "morgana-tests", "--", "--test-threads=2"]))?;
     eprintln!("\nAll tests passed.");
     Ok(())
+}
+
+/// The durability test with `N` kills over spt and unix (1,000 unless
+/// given), printing its figures.
+fn durability(args: &[String]) -> Result<()> {
+    let n: u64 = match args.first() {
+        Some(a) => a
+            .parse()
+            .with_context(|| format!("durability: {a:?} is not a number of kills"))?,
+        None => 1000,
+    };
+    if !is_root() {
+        bail!("the durability test needs root (network namespaces, taps, KVM): run as root");
+    }
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "morgana-tests",
+            "--test",
+            "durability",
+            "--",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MORGANA_DURABILITY", n.to_string()))
 }

@@ -1,7 +1,7 @@
 //! Bakes a directory into a Morgana image as a read-only key-value store
 //! (MirageOS's `crunch`), from the unikernel's build script:
 //!
-//! ```no_run
+//! ```ignore
 //! // build.rs
 //! fn main() {
 //!     morgana_crunch::bake("site", "htdocs").expect("bake htdocs");
