@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn pax_records() {
-        let (p, s) = pax(b"20 path=a/b/c.txt\n12 size=42\n");
+        let (p, s) = pax(b"18 path=a/b/c.txt\n11 size=42\n");
         assert_eq!(p.as_deref(), Some(&b"a/b/c.txt"[..]));
         assert_eq!(s, Some(42));
     }
