@@ -10,7 +10,7 @@
 //!   declared like any device (`files: Tar`), indexed once at boot with
 //!   *scheduled* block I/O and read from the device on demand.
 //!
-//! ```no_run
+//! ```ignore
 //! # #![no_std]
 //! # #![no_main]
 //! use morgana_kv_ro::{Baked, KvRo, Tar};
