@@ -272,3 +272,52 @@ pub mod host {
         }
     }
 }
+
+/// Host sockets on the simulated platform (`MORGANA_SIM`, the fuzzers'
+/// build): the same API as on unix, but no device is ever attached to host
+/// sockets there, so acquiring one fails and nothing is registered.
+#[cfg(all(morgana_platform = "unix", morgana_sim, not(test)))]
+pub mod host {
+    use crate::device::DeviceError;
+    use core::task::Context;
+    use std::os::fd::{BorrowedFd, RawFd};
+
+    /// A net device attached to the host's sockets (never, here).
+    #[derive(Debug)]
+    pub struct HostSockets {
+        name: &'static str,
+    }
+
+    /// Always false on the simulated platform.
+    pub fn is_attached(_name: &str) -> bool {
+        false
+    }
+
+    impl HostSockets {
+        /// Fails: the simulated platform has no host sockets.
+        pub fn acquire(name: &'static str) -> Result<Self, DeviceError> {
+            Err(DeviceError::new(
+                name,
+                "host sockets are not available on the simulated platform",
+            ))
+        }
+
+        /// The device's name.
+        pub fn name(&self) -> &'static str {
+            self.name
+        }
+
+        /// Fails: nothing can be registered.
+        pub fn register(&self, _fd: BorrowedFd<'_>) -> std::io::Result<()> {
+            Err(std::io::Error::other(
+                "no host sockets on the simulated platform",
+            ))
+        }
+
+        /// Does nothing.
+        pub fn deregister(&self, _fd: RawFd) {}
+
+        /// Does nothing.
+        pub fn wait(&self, _fd: RawFd, _write: bool, _cx: &Context<'_>) {}
+    }
+}
