@@ -224,9 +224,17 @@ fn guest_refuses_a_block_device_that_is_not_whole_sectors() {
 /// `--`; QEMU is its default machine (`pc`) with a tap behind a
 /// virtio-net-pci device. The guest binds `service`, takes its address
 /// from the options before the bindings, and gets the arguments after
-/// `--`: `fetch 10.0.0.1 PORT` reaches a server on the tap.
+/// `--`: `fetch 10.0.0.1 PORT` reaches a server on the tap. Then the same
+/// with a second NIC, on a tap nobody answers, in front (virtio0): the
+/// binding `--net:service=virtio1`, not the fallback to the first net
+/// device, must pick the live one.
 #[test]
 fn guest_binds_devices_after_urunc_network_options() {
+    urunc_fetch(false);
+    urunc_fetch(true);
+}
+
+fn urunc_fetch(dead_nic_first: bool) {
     let ns = Netns::new("vurunc");
     ns.add_tap("tap0", Some("10.0.0.1/24"));
     let listener = ns.run_in(|| std::net::TcpListener::bind("10.0.0.1:0").expect("bind"));
@@ -266,6 +274,17 @@ fn guest_binds_devices_after_urunc_network_options() {
         "-kernel",
     ]);
     c.arg(image(Platform::Virtio, "fetch"));
+    let mut live = "virtio0";
+    if dead_nic_first {
+        ns.add_tap("tap1", None);
+        c.args([
+            "-netdev",
+            "tap,id=dead,script=no,downscript=no,ifname=tap1",
+            "-device",
+            "virtio-net-pci,netdev=dead,mac=52:54:00:12:34:57",
+        ]);
+        live = "virtio1";
+    }
     c.args([
         "-netdev",
         "tap,id=net0,script=no,downscript=no,ifname=tap0",
@@ -274,7 +293,7 @@ fn guest_binds_devices_after_urunc_network_options() {
         "-append",
     ]);
     c.arg(format!(
-        "--ipv4=10.0.0.2/24 --ipv4-gateway=10.0.0.1 --net:service=virtio0 -- 10.0.0.1 {port}"
+        "--ipv4=10.0.0.2/24 --ipv4-gateway=10.0.0.1 --net:service={live} -- 10.0.0.1 {port}"
     ));
     let o = run_command(c, Duration::from_secs(120));
     assert_eq!(
@@ -295,7 +314,11 @@ fn guest_binds_devices_after_urunc_network_options() {
 /// one after `--` is an argument.
 #[test]
 fn guest_takes_bindings_out_of_the_leading_options_only() {
-    let o = bare_qemu("hello", &[], "--ipv4=10.0.0.2/24 --x=1 -- a --net:service=virtio0 b");
+    let o = bare_qemu(
+        "hello",
+        &[],
+        "--ipv4=10.0.0.2/24 --x=1 -- a --net:service=virtio0 b",
+    );
     assert_eq!(o.status, 1, "{}{}", o.stdout, o.stderr);
     assert_eq!(
         o.stdout,
