@@ -5,7 +5,8 @@
 //! devices first: a device it does not declare, a declared device with no
 //! virtio device, a command line naming a missing virtio device, a block
 //! device that is not a whole number of sectors. Each is one line and
-//! status 1 (QEMU's `isa-debug-exit` status 3).
+//! status 1 (QEMU's `isa-debug-exit` status 3). And the command line in
+//! urunc's order (its network options before the bindings) on QEMU `pc`.
 
 use morgana_tests::net::Netns;
 use morgana_tests::{Output, Platform, Running, TempFile, boot, command, image, run_command};
