@@ -208,7 +208,8 @@ pub fn package(opts: &PackageOptions, out: &Path) -> Result<Packaged> {
 
     // A virtio image learns which virtio device is which from its command
     // line (`--net:NAME=virtioN ... --`): net first, then block, as the
-    // devices are attached.
+    // devices are attached. urunc puts `--ipv4=... --ipv4-gateway=...` in
+    // front; the guest reads bindings anywhere before the `--`.
     let cmdline = if opts.target == OciTarget::Virtio {
         let mut binds: Vec<String> = Vec::new();
         if let Some(n) = &net_dev {

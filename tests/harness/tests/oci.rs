@@ -2,7 +2,9 @@
 //! layout, podman loads it, and the files of the unpacked bundle boot on
 //! morgana-hvt and morgana-spt with the command line, devices and monitor
 //! the image records, put together as urunc does for a `mirage`-type
-//! unikernel (`--net:DEV=TAP --block:DEV=PATH -- BINARY --ipv4=... CMDLINE`).
+//! unikernel (`--net:DEV=TAP --block:DEV=PATH -- BINARY --ipv4=... CMDLINE`),
+//! and a networked virtio image on QEMU with urunc's `-append`
+//! (`--ipv4=... --ipv4-gateway=... CMDLINE`).
 //! urunc itself is not run here (no Kubernetes node).
 
 use base64::Engine as _;
@@ -392,4 +394,70 @@ fn a_virtio_image_records_qemu_and_boots_from_the_bundle() {
     let o = run_command(c, Duration::from_secs(120));
     o.expect_status(0);
     o.expect_output("Command line: one two");
+}
+
+/// A networked virtio image as urunc starts it on QEMU (its `qemu`
+/// monitor, `mirage` type): the bundle's binary as `-kernel` on the default
+/// machine, the tap behind `virtio-net-pci`, and `-append` with urunc's
+/// `--ipv4=... --ipv4-gateway=...` before the recorded command line (which
+/// starts with the bindings). The guest binds its device and serves.
+#[test]
+fn a_networked_virtio_image_serves_from_the_bundle_as_urunc_starts_it() {
+    let tmp = TempDir::new("virtio-net");
+    let layout = package(Platform::Virtio, "echo", &tmp.0, &[]);
+    let (bundle, _, u) = unpack(&layout, &tmp.0);
+    assert_eq!(u["com.urunc.unikernel.hypervisor"], "qemu");
+    assert_eq!(u["com.urunc.unikernel.solo5NetDev"], "service");
+    assert_eq!(u["com.urunc.unikernel.cmdline"], "--net:service=virtio0 --");
+    let ns = Netns::new("ocivirtio");
+    ns.add_tap("tap0", Some("10.0.0.1/24"));
+    let mut c = ns.command("qemu-system-x86_64");
+    c.args([
+        "-m",
+        "128",
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-display",
+        "none",
+        "-vga",
+        "none",
+        "-monitor",
+        "null",
+        "-serial",
+        "stdio",
+        "-nodefaults",
+        "-no-user-config",
+        "-kernel",
+    ]);
+    c.arg(
+        bundle
+            .join("rootfs")
+            .join(u["com.urunc.unikernel.binary"].trim_start_matches('/')),
+    );
+    c.args([
+        "-netdev",
+        "tap,id=net0,script=no,downscript=no,ifname=tap0",
+        "-device",
+        "virtio-net-pci,netdev=net0,host_mtu=1500,mac=52:54:00:12:34:56",
+        "-append",
+    ]);
+    c.arg(format!(
+        "--ipv4=10.0.0.2/24 --ipv4-gateway=10.0.0.1 {}",
+        u["com.urunc.unikernel.cmdline"]
+    ));
+    let mut run = Running::start(c);
+    run.wait_line("listening", Duration::from_secs(60));
+    let got = ns.run_in(|| {
+        let mut s = std::net::TcpStream::connect("10.0.0.2:7").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"through the virtio bundle\n").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
+    });
+    assert_eq!(got, "through the virtio bundle\n");
+    assert!(run.is_running());
 }

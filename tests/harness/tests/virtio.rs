@@ -5,7 +5,8 @@
 //! devices first: a device it does not declare, a declared device with no
 //! virtio device, a command line naming a missing virtio device, a block
 //! device that is not a whole number of sectors. Each is one line and
-//! status 1 (QEMU's `isa-debug-exit` status 3).
+//! status 1 (QEMU's `isa-debug-exit` status 3). And the command line in
+//! urunc's order (its network options before the bindings) on QEMU `pc`.
 
 use morgana_tests::net::Netns;
 use morgana_tests::{Output, Platform, Running, TempFile, boot, command, image, run_command};
@@ -216,4 +217,128 @@ fn guest_refuses_a_block_device_that_is_not_whole_sectors() {
     );
     // Nothing was written.
     assert!(std::fs::read(&disk.0).unwrap().iter().all(|&b| b == 0));
+}
+
+/// urunc's order: for a `mirage` image on QEMU, urunc appends
+/// `--ipv4=ADDR/N --ipv4-gateway=GW` and then the image's command line,
+/// which `morgana package --target virtio` starts with the bindings and
+/// `--`; QEMU is its default machine (`pc`) with a tap behind a
+/// virtio-net-pci device. The guest binds `service`, takes its address
+/// from the options before the bindings, and gets the arguments after
+/// `--`: `fetch 10.0.0.1 PORT` reaches a server on the tap. Then the same
+/// with a second NIC, on a tap nobody answers, in front (virtio0): the
+/// binding `--net:service=virtio1`, not the fallback to the first net
+/// device, must pick the live one.
+#[test]
+fn guest_binds_devices_after_urunc_network_options() {
+    urunc_fetch(false);
+    urunc_fetch(true);
+}
+
+fn urunc_fetch(dead_nic_first: bool) {
+    let ns = Netns::new("vurunc");
+    ns.add_tap("tap0", Some("10.0.0.1/24"));
+    let listener = ns.run_in(|| std::net::TcpListener::bind("10.0.0.1:0").expect("bind"));
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut req = Vec::new();
+        let mut b = [0u8; 1];
+        while !req.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).expect("request");
+            req.push(b[0]);
+        }
+        s.write_all(b"HTTP/1.0 200 OK\r\n\r\nhello from the host\n")
+            .unwrap();
+        (peer, String::from_utf8_lossy(&req).into_owned())
+    });
+    let mut c = ns.command("qemu-system-x86_64");
+    c.args([
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-M",
+        "pc",
+        "-m",
+        "128",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+        "-device",
+        "isa-debug-exit,iobase=0x501,iosize=2",
+        "-kernel",
+    ]);
+    c.arg(image(Platform::Virtio, "fetch"));
+    let mut live = "virtio0";
+    if dead_nic_first {
+        ns.add_tap("tap1", None);
+        c.args([
+            "-netdev",
+            "tap,id=dead,script=no,downscript=no,ifname=tap1",
+            "-device",
+            "virtio-net-pci,netdev=dead,mac=52:54:00:12:34:57",
+        ]);
+        live = "virtio1";
+    }
+    c.args([
+        "-netdev",
+        "tap,id=net0,script=no,downscript=no,ifname=tap0",
+        "-device",
+        "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56",
+        "-append",
+    ]);
+    c.arg(format!(
+        "--ipv4=10.0.0.2/24 --ipv4-gateway=10.0.0.1 --net:service={live} -- 10.0.0.1 {port}"
+    ));
+    let o = run_command(c, Duration::from_secs(120));
+    assert_eq!(
+        o.status, 1,
+        "fetch's status 0 (isa-debug-exit 1)\n--- stdout\n{}--- stderr\n{}",
+        o.stdout, o.stderr
+    );
+    o.expect_output("fetch: my address is 10.0.0.2");
+    o.expect_output("hello from the host");
+    let (peer, req) = server.join().unwrap();
+    assert_eq!(peer.ip().to_string(), "10.0.0.2");
+    assert!(req.starts_with("GET / HTTP/1.0"), "{req:?}");
+}
+
+/// The program sees the leading options that are not bindings, in order,
+/// and the arguments after `--`; a binding after another option is still
+/// read as a binding (`hello` declares no devices, so it is refused), and
+/// one after `--` is an argument.
+#[test]
+fn guest_takes_bindings_out_of_the_leading_options_only() {
+    let o = bare_qemu(
+        "hello",
+        &[],
+        "--ipv4=10.0.0.2/24 --x=1 -- a --net:service=virtio0 b",
+    );
+    assert_eq!(o.status, 1, "{}{}", o.stdout, o.stderr);
+    assert_eq!(
+        o.stdout,
+        "Hello, world\nCommand line: --ipv4=10.0.0.2/24 --x=1 a --net:service=virtio0 b\n"
+    );
+    let disk = TempFile::zeroed(1 << 20);
+    let o = bare_qemu(
+        "hello",
+        &blk(disk.path(), 512),
+        "--ipv4=10.0.0.2/24 --block:storage=virtio0 -- a",
+    );
+    expect_guest_error(
+        &o,
+        "device 'storage' is not declared by the unikernel (it declares: no devices)",
+    );
+    // Without `--`, the first word that is not an option ends them.
+    let o = bare_qemu("hello", &[], "--ipv4=10.0.0.2/24 a --net:service=virtio0");
+    assert_eq!(
+        o.stdout,
+        "Hello, world\nCommand line: --ipv4=10.0.0.2/24 a --net:service=virtio0\n"
+    );
 }

@@ -14,6 +14,11 @@
 //! The unikernel's command line is
 //! `[--net:NAME=virtioN] [--block:NAME=virtioN] [--] ARGS...` (the
 //! VMM's `virtio_mmio.device=...` announcements are taken out of it).
+//! The bindings may come anywhere among the leading options, which end at
+//! the first `--` (taken out) or the first word not starting with `-`:
+//! urunc puts `--ipv4=... --ipv4-gateway=...` before the image's own
+//! command line. The bindings are taken out; the other leading options
+//! stay, in order, in the program's arguments.
 //! `virtioN` is the N-th virtio device found (virtio-mmio ones in command
 //! line order, then virtio-pci ones in slot order). A declared device that
 //! no option names gets the only device of its kind when the image declares
@@ -243,7 +248,12 @@ fn parse_cmdline(raw: &str) -> Result<Cmdline<'_>, String> {
                 c.opts.push((kind, name, value, a));
                 continue;
             }
-            options = false;
+            // Another option (urunc puts `--ipv4=...` first) is the
+            // program's, and the leading options go on; the first word
+            // that is not an option starts the program's arguments.
+            if !a.starts_with('-') {
+                options = false;
+            }
         }
         if !c.guest.is_empty() {
             c.guest.push(' ');
