@@ -64,7 +64,13 @@ fn want_type(key: &str) -> &'static str {
 /// (`srv.pem`, `srv.key`) in `dir`; a second key (`other.key`).
 fn make_pki(dir: &Path) {
     let d = dir.to_str().unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
     let (cakey, capem) = (format!("{d}/ca.key"), format!("{d}/ca.pem"));
     let mut a = vec!["req", "-x509"];
     a.extend(ec);
@@ -193,7 +199,9 @@ fn https_website_serves_every_file_byte_for_byte() {
             c.args(["-sS", "--max-time", "900", "--tlsv1.3", "--cacert", &ca]);
             c.args(["-w", "%{http_code} %{content_type}\\n"]);
             for (i, (key, _)) in want.iter().enumerate() {
-                c.arg("-o").arg(dir.join(&format!("{store}{i}"))).arg(url(key));
+                c.arg("-o")
+                    .arg(dir.join(&format!("{store}{i}")))
+                    .arg(url(key));
             }
             let o = c.output().expect("run curl");
             assert!(
@@ -223,7 +231,10 @@ fn https_website_serves_every_file_byte_for_byte() {
                     .args(["-sS", "--max-time", "60", "https://10.0.0.2/index.html"])
                     .output()
                     .expect("run curl");
-                assert!(!o.status.success(), "{p:?}: an untrusted certificate passed");
+                assert!(
+                    !o.status.success(),
+                    "{p:?}: an untrusted certificate passed"
+                );
                 assert!(o.stdout.is_empty(), "{p:?}");
                 // A missing file is 404 over TLS too.
                 let o = ns
@@ -274,7 +285,10 @@ fn a_mismatched_identity_or_bad_store_is_refused_with_one_line() {
             o.expect_status(1);
             let all = format!("{}{}", o.stdout, o.stderr);
             let errs: Vec<&str> = all.lines().filter(|l| l.contains(msg)).collect();
-            assert!(errs.len() == 1, "{p:?}: expected one line with {msg:?}:\n{all}");
+            assert!(
+                errs.len() == 1,
+                "{p:?}: expected one line with {msg:?}:\n{all}"
+            );
             assert!(
                 !all.contains("serving the"),
                 "{p:?}: it served with {msg:?}:\n{all}"
