@@ -203,7 +203,13 @@ fn https_website_serves_every_file_byte_for_byte() {
                     .arg(dir.join(&format!("{store}{i}")))
                     .arg(url(key));
             }
+            let t = std::time::Instant::now();
             let o = c.output().expect("run curl");
+            eprintln!(
+                "{p:?} {store}: {} file(s) over one TLS connection in {:?}",
+                want.len(),
+                t.elapsed()
+            );
             assert!(
                 o.status.success(),
                 "{p:?} {store}: curl: {}",
