@@ -3,8 +3,8 @@
 //! byte for byte over TLS 1.3 from the baked store and from a FAT disk (on
 //! spt, virtio and unix; on hvt, whose emulated handshake takes seconds
 //! to tens of seconds under load, one small file); a curl that does not
-//! trust the CA is refused;
-//! a mismatched certificate and key stop it at boot with one line.
+//! trust the CA is refused; a mismatched certificate and key stop it at
+//! boot with one line.
 
 use morgana_tests::net::Netns;
 use morgana_tests::storage::{TempDir, mcopy_in, mkfs, tool};
