@@ -1,9 +1,10 @@
 //! The `https-website` example (website over TLS) with real traffic
 //! through a tap: `curl --cacert` fetches every file of `examples/site`
 //! byte for byte over TLS 1.3 from the baked store and from a FAT disk (on
-//! spt, virtio and unix; on hvt, whose emulated handshake takes tens of
-//! seconds, one small file); a curl that does not trust the CA is refused;
-//! a mismatched certificate and key stop it at boot with one line.
+//! spt, virtio and unix; on hvt, whose emulated handshake takes seconds
+//! to tens of seconds under load, one small file); a curl that does not
+//! trust the CA is refused; a mismatched certificate and key stop it at
+//! boot with one line.
 
 use morgana_tests::net::Netns;
 use morgana_tests::storage::{TempDir, mcopy_in, mkfs, tool};
