@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub mod net;
 pub mod packets;
+pub mod site;
 pub mod storage;
 pub mod tree;
 

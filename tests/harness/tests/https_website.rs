@@ -7,59 +7,13 @@
 //! boot with one line.
 
 use morgana_tests::net::Netns;
+use morgana_tests::site::{files, site, url, want_type};
 use morgana_tests::storage::{TempDir, mcopy_in, mkfs, tool};
 use morgana_tests::{Platform, Running, TempFile, command, run_command};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const MAC: &str = "02:00:00:00:00:02";
-
-fn site() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/site")
-}
-
-/// Every file under `dir`: (key, path).
-fn files(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) {
-    for e in std::fs::read_dir(dir.join(rel)).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().into_string().unwrap();
-        let key = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        if e.file_type().unwrap().is_dir() {
-            files(dir, &key, out);
-        } else {
-            out.push((key, e.path()));
-        }
-    }
-}
-
-/// `key` as an https URL, non-ASCII and reserved bytes percent-encoded.
-fn url(key: &str) -> String {
-    let mut s = String::from("https://10.0.0.2/");
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            s.push(b as char);
-        } else {
-            s.push_str(&format!("%{b:02X}"));
-        }
-    }
-    s
-}
-
-fn want_type(key: &str) -> &'static str {
-    match key.rsplit_once('.').map(|(_, e)| e) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("css") => "text/css; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
-        Some("json") => "application/json",
-        Some("txt") => "text/plain; charset=utf-8",
-        Some("svg") => "image/svg+xml",
-        _ => "application/octet-stream",
-    }
-}
 
 /// A CA (`ca.pem`) and a P-256 certificate it signed for 10.0.0.2
 /// (`srv.pem`, `srv.key`) in `dir`; a second key (`other.key`).
@@ -202,7 +156,7 @@ fn https_website_serves_every_file_byte_for_byte() {
             for (i, (key, _)) in want.iter().enumerate() {
                 c.arg("-o")
                     .arg(dir.join(&format!("{store}{i}")))
-                    .arg(url(key));
+                    .arg(url("https://10.0.0.2/", key));
             }
             let t = std::time::Instant::now();
             let o = c.output().expect("run curl");
