@@ -8,6 +8,7 @@
 //! crates are compiled once per platform.
 
 use morgana_tests::net::Netns;
+use morgana_tests::storage::TempDir;
 use morgana_tests::{Platform, Running, run_command, target_dir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,24 +25,6 @@ fn morgana() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// An empty directory of the test's own, outside the repository.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("morgana-new-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `morgana ARGS` in `dir`, with the shared target directory.

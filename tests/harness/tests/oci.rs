@@ -9,29 +9,13 @@
 
 use base64::Engine as _;
 use morgana_tests::net::Netns;
+use morgana_tests::storage::TempDir;
 use morgana_tests::{Platform, Running, image, run_command, target_dir, tender};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("morgana-oci-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn morgana(args: &[&str]) -> morgana_tests::Output {
     let mut c = Command::new(target_dir().join("release/morgana"));

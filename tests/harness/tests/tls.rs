@@ -7,6 +7,7 @@
 //! versions, a 1 MiB header) leaves it answering with its heap bounded.
 
 use morgana_tests::net::{Lcg, Netns};
+use morgana_tests::storage::TempDir;
 use morgana_tests::{Platform, Running, command};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,29 +17,6 @@ use std::time::{Duration, Instant};
 
 const PAGE: &str =
     "<!doctype html>\n<title>Morgana</title>\n<h1>Hello from a Morgana unikernel, over TLS</h1>\n";
-
-/// A directory of the test's own, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "morgana-http-tls-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let o = Command::new("openssl")
