@@ -20,6 +20,7 @@
 pub mod hvt;
 pub mod mft;
 pub mod note;
+pub mod offload;
 pub mod spt;
 pub mod trace;
 

@@ -57,6 +57,9 @@ pub mod offsets {
     pub const NET_MAC: usize = 72;
     /// `u.net_basic.mtu`.
     pub const NET_MTU: usize = 78;
+    /// Bytes of virtio-net header on each frame, granted by a Morgana
+    /// tender (an extension: [`crate::offload`]); unused by Solo5, 0 there.
+    pub const NET_VNET_HDR: usize = 80;
     /// `b.hostfd` / `b.data`.
     pub const HOSTFD: usize = 88;
     /// `attached`.
@@ -392,6 +395,21 @@ impl Entry {
         self.props = [0; 16];
         self.props[..6].copy_from_slice(&mac);
         self.props[6..8].copy_from_slice(&mtu.to_le_bytes());
+    }
+
+    /// Bytes of virtio-net header that precede each frame of this network
+    /// device: 0 (plain frames, always under Solo5's tenders) or
+    /// [`crate::offload::VNET_HDR_LEN`] when a Morgana tender granted the
+    /// image's offload request ([`crate::offload`]).
+    pub fn vnet_hdr(&self) -> u16 {
+        crate::read_u16(&self.props, offsets::NET_VNET_HDR - offsets::NET_MAC).unwrap_or(0)
+    }
+
+    /// Grants virtio-net headers of `len` bytes (set after [`Self::set_net`],
+    /// which clears it).
+    pub fn set_vnet_hdr(&mut self, len: u16) {
+        let o = offsets::NET_VNET_HDR - offsets::NET_MAC;
+        self.props[o..o + 2].copy_from_slice(&len.to_le_bytes());
     }
 
     /// The host file descriptor backing the device (spt), as an `int`.
@@ -791,7 +809,10 @@ mod tests {
         let bytes = note_bytes(&NOTE);
         let mut m = Manifest::validate(&bytes[24..]).unwrap();
         let e = &mut m.entries_mut()[1];
+        e.set_vnet_hdr(10);
         e.set_net([2, 0, 0, 0, 0, 1], 1500);
+        assert_eq!(e.vnet_hdr(), 0, "set_net clears the offload grant");
+        e.set_vnet_hdr(10);
         e.set_hostfd(7);
         e.set_attached(true);
         let b = &mut m.entries_mut()[2];
@@ -804,6 +825,10 @@ mod tests {
         let e1 = HEADER_SIZE + ENTRY_SIZE;
         assert_eq!(&out[e1 + offsets::NET_MAC..e1 + 78], &[2, 0, 0, 0, 0, 1]);
         assert_eq!(&out[e1 + offsets::NET_MTU..e1 + 80], &1500u16.to_le_bytes());
+        assert_eq!(
+            &out[e1 + offsets::NET_VNET_HDR..e1 + 82],
+            &10u16.to_le_bytes()
+        );
         assert_eq!(out[e1 + offsets::ATTACHED], 1);
         let e2 = e1 + ENTRY_SIZE;
         assert_eq!(
@@ -814,6 +839,7 @@ mod tests {
         assert_eq!(back, m);
         assert_eq!(back.entries()[1].net(), ([2, 0, 0, 0, 0, 1], 1500));
         assert_eq!(back.entries()[1].hostfd(), 7);
+        assert_eq!(back.entries()[1].vnet_hdr(), 10);
         assert_eq!(back.entries()[2].block(), (4 << 20, 4096));
         assert_eq!(back.entries()[2].hostfd(), -1);
         assert!(Manifest::validate(&out).is_err());

@@ -213,20 +213,6 @@ fn run() -> Result<()> {
             if let Some(file) = trace {
                 tender_args.push(format!("--trace={}", file.display()));
             }
-            // clap drops a `--` that comes right after IMAGE: then every
-            // argument is the unikernel's.
-            let raw: Vec<String> = std::env::args().collect();
-            let args = match raw.iter().rposition(|a| *a == image) {
-                Some(i)
-                    if raw.get(i + 1).is_some_and(|a| a == "--")
-                        && args.first() != Some(&"--".to_string()) =>
-                {
-                    let mut v = vec!["--".to_string()];
-                    v.extend(args);
-                    v
-                }
-                _ => args,
-            };
             tender_args.extend(split_options(&args, &path));
             let err = match platform.tender() {
                 Some(t) => Command::new(morgana_cli::find_tender(t)?)

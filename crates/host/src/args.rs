@@ -101,6 +101,9 @@ pub struct Options {
     pub image: String,
     /// The guest's command line arguments.
     pub guest_args: Vec<String>,
+    /// `--no-net-offload`: refuse the image's offload request
+    /// (`morgana_abi::offload`), so that every tap carries plain frames.
+    pub no_net_offload: bool,
 }
 
 /// A malformed command line.
@@ -161,6 +164,8 @@ fn parse_with(args: &[String], image_operand: bool) -> Result<Options, ArgError>
                 .filter(|&m| m > 0 && m <= (1 << 20))
                 .ok_or_else(|| ArgError::Mem(a.to_string()))?;
             opts.mem = Some(mib << 20);
+        } else if a == "--no-net-offload" {
+            opts.no_net_offload = true;
         } else if let Some(rest) = a.strip_prefix("--net:") {
             let (name, iface) = name_value(a, rest)?;
             opts.devices.push(DeviceOpt::Net { name, iface });
@@ -264,6 +269,7 @@ mod tests {
             "--net-mac:service=02:00:00:00:00:01",
             "--block:storage=/tmp/d.img",
             "--block-sector-size:storage=4096",
+            "--no-net-offload",
             "--",
             "hello.hvt",
             "a",
@@ -271,6 +277,8 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(o.mem, Some(64 << 20));
+        assert!(o.no_net_offload);
+        assert!(!parse(&v(&["hello.hvt"])).unwrap().no_net_offload);
         assert_eq!(o.image, "hello.hvt");
         assert_eq!(o.guest_args, v(&["a", "--b"]));
         assert_eq!(

@@ -157,6 +157,18 @@ fn lookup(m: &Manifest, name: &str, kind: DeviceKind) -> Result<usize, AttachErr
 /// down tap, an unopenable or badly sized block file, or a declared device
 /// left unattached.
 pub fn attach_devices(manifest: &Manifest, opts: &[DeviceOpt]) -> Result<Attached, AttachError> {
+    attach_devices_offload(manifest, opts, 0)
+}
+
+/// [`attach_devices`], granting the image's offload request
+/// (`morgana_abi::offload`): the taps of the net devices whose manifest
+/// entries are in the mask `offload` are opened with virtio-net headers and
+/// offloads, and their entries say so ([`morgana_abi::mft::Entry::vnet_hdr`]).
+pub fn attach_devices_offload(
+    manifest: &Manifest,
+    opts: &[DeviceOpt],
+    offload: u64,
+) -> Result<Attached, AttachError> {
     let mut m = manifest.clone();
     let mut devices: Vec<Device> = Vec::new();
     let mut macs: Vec<(usize, [u8; 6])> = Vec::new();
@@ -173,13 +185,22 @@ pub fn attach_devices(manifest: &Manifest, opts: &[DeviceOpt]) -> Result<Attache
                 if iface == "socket" {
                     return Err(AttachError::SocketsUnsupported(name.clone()));
                 }
-                let t = tap::attach(iface).map_err(|source| AttachError::Tap {
+                let wants = h < 64 && offload & (1 << h) != 0;
+                let t = if wants {
+                    tap::attach_offload(iface)
+                } else {
+                    tap::attach(iface)
+                };
+                let t = t.map_err(|source| AttachError::Tap {
                     name: name.clone(),
                     iface: iface.clone(),
                     source,
                 })?;
                 let e = &mut m.entries_mut()[h];
                 e.set_net([0; 6], t.mtu);
+                if t.vnet_hdr {
+                    e.set_vnet_hdr(morgana_abi::offload::VNET_HDR_LEN as u16);
+                }
                 devices.push(Device {
                     handle: h,
                     name: name.clone(),
@@ -243,7 +264,9 @@ pub fn attach_devices(manifest: &Manifest, opts: &[DeviceOpt]) -> Result<Attache
                     .rev()
                     .find(|(h, _)| *h == d.handle)
                     .map_or_else(tap::random_mac, |(_, m)| *m);
+                let vnet = e.vnet_hdr();
                 e.set_net(mac, mtu);
+                e.set_vnet_hdr(vnet);
             }
             DeviceKind::Block => {
                 let (capacity, _) = d.block.unwrap_or((0, DEFAULT_SECTOR_SIZE));

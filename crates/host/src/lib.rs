@@ -10,4 +10,4 @@ pub mod args;
 pub mod attach;
 pub mod tap;
 
-pub use attach::{AttachError, Attached, Device, attach_devices};
+pub use attach::{AttachError, Attached, Device, attach_devices, attach_devices_offload};

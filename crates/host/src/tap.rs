@@ -12,6 +12,9 @@ pub struct Tap {
     pub fd: OwnedFd,
     /// The interface's MTU.
     pub mtu: u16,
+    /// Whether frames carry a virtio-net header (`IFF_VNET_HDR`, with
+    /// checksum and TSO offloads on: [`attach_offload`]).
+    pub vnet_hdr: bool,
 }
 
 fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
@@ -55,6 +58,20 @@ fn ifreq_ioctl(sock: RawFd, req: libc::Ioctl, ifr: &mut libc::ifreq) -> io::Resu
 ///
 /// `@N` names an already open tap descriptor `N` instead.
 pub fn attach(name: &str) -> io::Result<Tap> {
+    attach_with(name, false)
+}
+
+/// Opens the tap interface `name` as [`attach`] does, but with
+/// `IFF_VNET_HDR` and the checksum and TSO offloads on (the negotiated
+/// offload of `morgana_abi::offload`): each frame then carries a
+/// virtio-net header, and TCP frames may be up to 64 KiB, segmented and
+/// checksummed by the kernel. `@N` descriptors are taken as they are,
+/// without offloads.
+pub fn attach_offload(name: &str) -> io::Result<Tap> {
+    attach_with(name, true)
+}
+
+fn attach_with(name: &str, offload: bool) -> io::Result<Tap> {
     if let Some(fd) = name.strip_prefix('@') {
         return attach_fd(fd);
     }
@@ -84,7 +101,8 @@ pub fn attach(name: &str) -> io::Result<Tap> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open("/dev/net/tun")?;
     let mut req = ifreq_for(name)?;
-    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    let vnet = if offload { libc::IFF_VNET_HDR } else { 0 };
+    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | vnet) as libc::c_short;
     ifreq_ioctl(tun.as_raw_fd(), libc::TUNSETIFF as _, &mut req).map_err(|e| {
         if e.raw_os_error() == Some(libc::EINVAL) {
             io::Error::new(io::ErrorKind::InvalidInput, "interface is not a tap device")
@@ -109,11 +127,39 @@ pub fn attach(name: &str) -> io::Result<Tap> {
     ifreq_ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU as _, &mut m)?;
     // SAFETY: SIOCGIFMTU filled in the mtu member of the union.
     let mtu = unsafe { m.ifr_ifru.ifru_mtu };
-    disable_offloads(sock.as_raw_fd(), name);
+    if offload {
+        enable_offloads(tun.as_raw_fd())?;
+    } else {
+        // A tap keeps its offloads when its opener goes: turn off what an
+        // offloading opener before us left on, then GRO/GSO.
+        let _ = set_offload(tun.as_raw_fd(), 0);
+        disable_offloads(sock.as_raw_fd(), name);
+    }
     Ok(Tap {
         fd: tun.into(),
         mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+        vnet_hdr: offload,
     })
+}
+
+/// `TUNSETOFFLOAD` with `flags` (`TUN_F_*`).
+fn set_offload(fd: RawFd, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value.
+    if unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD as _, flags as libc::c_ulong) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A 10-byte virtio-net header on each frame, and checksum and TSO
+/// offloads (IPv4 and IPv6) on.
+fn enable_offloads(fd: RawFd) -> io::Result<()> {
+    let len = morgana_abi::offload::VNET_HDR_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer.
+    if unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ as _, &len as *const libc::c_int) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    set_offload(fd, libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6)
 }
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -144,10 +190,11 @@ fn attach_fd(s: &str) -> io::Result<Tap> {
     })?;
     // SAFETY: TUNGETIFF filled in the flags member of the union.
     let flags = unsafe { ifr.ifr_ifru.ifru_flags } as libc::c_int;
-    if flags & libc::IFF_TAP == 0 || flags & libc::IFF_NO_PI == 0 {
+    if flags & libc::IFF_TAP == 0 || flags & libc::IFF_NO_PI == 0 || flags & libc::IFF_VNET_HDR != 0
+    {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "descriptor is not a tap device opened with IFF_TAP | IFF_NO_PI",
+            "descriptor is not a tap device opened with IFF_TAP | IFF_NO_PI (and no IFF_VNET_HDR)",
         ));
     }
     // SAFETY: F_GETFL/F_SETFL on our own descriptor.
@@ -170,6 +217,7 @@ fn attach_fd(s: &str) -> io::Result<Tap> {
     Ok(Tap {
         fd,
         mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+        vnet_hdr: false,
     })
 }
 

@@ -123,6 +123,7 @@ fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
     let name = &func.sig.ident;
     let mut name_consts = Vec::new();
     let mut declares = Vec::new();
+    let mut offloads = Vec::new();
     let mut connects = Vec::new();
     let mut args = Vec::new();
     for (i, p) in params.iter().enumerate() {
@@ -142,6 +143,12 @@ fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
         });
         declares.push(quote! {
             let out = ::morgana::__private::declare(out, at, #needs, #names_const);
+            let at = at + #needs.len();
+        });
+        offloads.push(quote! {
+            let mask = ::morgana::__private::offload_mask(
+                mask, at, #needs, <#ty as ::morgana::Device>::NET_OFFLOAD,
+            );
             let at = at + #needs.len();
         });
         let var = format_ident!("__morgana_device_{}", i);
@@ -172,6 +179,20 @@ fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
 
         #[unsafe(no_mangle)]
         static __MORGANA_DECLS: &[::morgana::__private::DeviceDecl] = &__MORGANA_DECL_ARRAY;
+
+        // The net devices that take virtio-net headers and offloads, asked
+        // of the tender (morgana_abi::offload; Solo5's tenders ignore it).
+        #[used]
+        #[unsafe(no_mangle)]
+        #[cfg_attr(target_os = "none", unsafe(link_section = ".morgana.offload"))]
+        static __MORGANA_OFFLOAD: ::morgana::__private::OffloadRequest =
+            ::morgana::__private::OffloadRequest::new({
+                let mask = 0u64;
+                let at = 0usize;
+                #(#offloads)*
+                let _ = at;
+                mask
+            });
 
         #[used]
         #[unsafe(link_section = ".note.solo5.manifest")]

@@ -359,6 +359,9 @@ impl UdpSocket {
 
 impl morgana::Device for Stack {
     const NEEDS: &'static [morgana::abi::mft::DeviceKind] = &[morgana::abi::mft::DeviceKind::Net];
+    /// The stack segments and checksums through virtio-net headers when
+    /// the tender grants them (`crate::offload`).
+    const NET_OFFLOAD: bool = true;
 
     async fn connect(names: &'static [&'static str]) -> Result<Self, morgana::DeviceError> {
         let config = Config::from_args(morgana::args())

@@ -1,9 +1,11 @@
 //! smoltcp's view of a `morgana::Net` device: receiving never waits (the
 //! stack's driver task waits for readiness itself), sending never suspends.
 
+use crate::offload::{Offload, Rx};
 use alloc::vec;
 use alloc::vec::Vec;
 use morgana::Net;
+use morgana::abi::offload::{MAX_FRAME, VNET_HDR_LEN, VnetHdr};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
@@ -13,8 +15,15 @@ use smoltcp::wire::{
 /// A network device with its frame buffers.
 pub(crate) struct Device {
     pub(crate) net: Net,
+    /// Received bytes: on an offloading device ([`Net::offload`]), a
+    /// virtio-net header of `hdr` bytes, then the frame.
     rx: Vec<u8>,
+    /// Bytes to send, laid out as `rx`.
     tx: Vec<u8>,
+    /// Bytes of virtio-net header before each frame: 0 or `VNET_HDR_LEN`.
+    hdr: usize,
+    /// Segmentation and checksum offload state, on an offloading device.
+    offload: Option<Offload>,
     /// Frames received and dropped because the device reported an error.
     pub(crate) errors: u64,
     /// Listening ports whose backlog is full: SYNs to them are dropped
@@ -38,11 +47,18 @@ fn syn_port(f: &[u8]) -> Option<u16> {
 
 impl Device {
     pub(crate) fn new(net: Net) -> Self {
-        let n = net.max_frame();
+        let (hdr, n, offload) = if net.offload() {
+            let off = Offload::new(net.max_frame());
+            (VNET_HDR_LEN, VNET_HDR_LEN + MAX_FRAME, Some(off))
+        } else {
+            (0, net.max_frame(), None)
+        };
         Self {
             net,
             rx: vec![0; n],
             tx: vec![0; n],
+            hdr,
+            offload,
             errors: 0,
             full_ports: Vec::new(),
             syns_dropped: 0,
@@ -57,6 +73,8 @@ pub(crate) struct RxToken<'a> {
 pub(crate) struct TxToken<'a> {
     net: &'a Net,
     buf: &'a mut [u8],
+    hdr: usize,
+    offload: Option<&'a mut Offload>,
     errors: &'a mut u64,
 }
 
@@ -68,9 +86,21 @@ impl phy::RxToken for RxToken<'_> {
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let len = len.min(self.buf.len());
-        let r = f(&mut self.buf[..len]);
-        if self.net.write(&self.buf[..len]).is_err() {
+        let len = len.min(self.buf.len() - self.hdr);
+        let (head, frame) = self.buf.split_at_mut(self.hdr);
+        let r = f(&mut frame[..len]);
+        let sent = match self.offload {
+            None => self.net.write(&frame[..len]),
+            Some(off) => match off.prepare_tx(&mut frame[..len]) {
+                Some(h) => {
+                    h.encode(head);
+                    self.net.write_offload(&self.buf[..self.hdr + len])
+                }
+                // Too long for the link and not TCP: the link drops it.
+                None => Err(morgana::NetError::BadFrameLength),
+            },
+        };
+        if sent.is_err() {
             *self.errors += 1;
         }
         r
@@ -100,6 +130,37 @@ impl Device {
             self.errors += 1;
         }
     }
+
+    /// Reads one frame: its length (after the virtio-net header, if
+    /// any), or `None` if none is waiting; frames an offloading device
+    /// must drop (bad checksums) are skipped.
+    fn read_frame(&mut self) -> Option<usize> {
+        loop {
+            let Some(off) = self.offload.as_mut() else {
+                return match self.net.try_read(&mut self.rx) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.errors += 1;
+                        None
+                    }
+                };
+            };
+            let n = match self.net.try_read_offload(&mut self.rx) {
+                Ok(Some(n)) => n,
+                Ok(None) => return None,
+                Err(_) => {
+                    self.errors += 1;
+                    return None;
+                }
+            };
+            let (head, frame) = self.rx[..n].split_at_mut(VNET_HDR_LEN);
+            let hdr = VnetHdr::decode(head).unwrap_or_default();
+            match off.accept_rx(&hdr, frame) {
+                Rx::Accept => return Some(n - VNET_HDR_LEN),
+                Rx::Drop => self.errors += 1,
+            }
+        }
+    }
 }
 
 impl phy::Device for Device {
@@ -115,15 +176,9 @@ impl phy::Device for Device {
             if dropped == 64 {
                 return None;
             }
-            let n = match self.net.try_read(&mut self.rx) {
-                Ok(Some(n)) => n,
-                Ok(None) => return None,
-                Err(_) => {
-                    self.errors += 1;
-                    return None;
-                }
-            };
-            match syn_port(&self.rx[..n]) {
+            let n = self.read_frame()?;
+            let h = self.hdr;
+            match syn_port(&self.rx[h..h + n]) {
                 Some(port) if self.full_ports.contains(&port) => {
                     self.syns_dropped += 1;
                     dropped += 1;
@@ -134,11 +189,13 @@ impl phy::Device for Device {
         };
         Some((
             RxToken {
-                frame: &mut self.rx[..n],
+                frame: &mut self.rx[self.hdr..self.hdr + n],
             },
             TxToken {
                 net: &self.net,
                 buf: &mut self.tx,
+                hdr: self.hdr,
+                offload: self.offload.as_mut(),
                 errors: &mut self.errors,
             },
         ))
@@ -148,6 +205,8 @@ impl phy::Device for Device {
         Some(TxToken {
             net: &self.net,
             buf: &mut self.tx,
+            hdr: self.hdr,
+            offload: self.offload.as_mut(),
             errors: &mut self.errors,
         })
     }
@@ -155,12 +214,21 @@ impl phy::Device for Device {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = self.net.max_frame();
         caps.max_burst_size = None;
+        // On an offloading device, TCP segments may fill a 64 KiB IP packet
+        // (the host cuts them), and TCP and UDP checksums are the host's or
+        // checked here (`Offload`): smoltcp neither computes nor checks them.
+        let l4 = if self.offload.is_some() {
+            caps.max_transmission_unit = MAX_FRAME;
+            Checksum::None
+        } else {
+            caps.max_transmission_unit = self.net.max_frame();
+            Checksum::Both
+        };
         let mut ck = ChecksumCapabilities::default();
         ck.ipv4 = Checksum::Both;
-        ck.tcp = Checksum::Both;
-        ck.udp = Checksum::Both;
+        ck.tcp = l4;
+        ck.udp = l4;
         ck.icmpv4 = Checksum::Both;
         ck.icmpv6 = Checksum::Both;
         caps.checksum = ck;

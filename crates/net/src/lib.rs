@@ -57,6 +57,7 @@ mod device;
 mod dns;
 #[cfg(target_os = "linux")]
 mod host;
+mod offload;
 mod stack;
 mod tcp;
 mod udp;

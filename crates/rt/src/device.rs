@@ -20,6 +20,12 @@ pub trait Device: Sized + 'static {
     /// the console, `[Net]` for a network device or a TCP/IP stack...
     const NEEDS: &'static [DeviceKind];
 
+    /// Whether the net devices among [`Device::NEEDS`] may carry frames
+    /// with virtio-net headers and offloads (`morgana_abi::offload`): the
+    /// image then asks its tender for them. Only a device that handles
+    /// [`crate::Net::offload`] frames says yes (the TCP/IP stack does).
+    const NET_OFFLOAD: bool = false;
+
     /// Connects the device, given the names of its platform devices (one
     /// per entry of [`Device::NEEDS`]).
     fn connect(names: &'static [&'static str]) -> impl Future<Output = Result<Self, DeviceError>>;
@@ -90,6 +96,22 @@ pub const fn default_names(
         "Morgana: this device uses several platform devices: name them with #[names(\"a\", \"b\", ...)]"
     );
     if needs.is_empty() { &[] } else { param }
+}
+
+/// Adds to the offload mask `mask` the net devices of one parameter whose
+/// declarations start at `at` (manifest entry `at + 1`: entry 0 is
+/// reserved), if the parameter's type handles offloads: used by the code
+/// `#[morgana::main]` generates for the image's offload request.
+pub const fn offload_mask(mut mask: u64, at: usize, needs: &[DeviceKind], offload: bool) -> u64 {
+    let mut i = 0;
+    while offload && i < needs.len() {
+        let entry = at + i + 1;
+        if matches!(needs[i], DeviceKind::Net) && entry < 64 {
+            mask |= 1 << entry;
+        }
+        i += 1;
+    }
+    mask
 }
 
 /// An empty declaration, to initialise arrays in `const` code.

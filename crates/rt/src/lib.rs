@@ -256,7 +256,7 @@ impl<T: Termination, E: core::fmt::Display> Termination for Result<T, E> {
 /// Support for the code `#[morgana::main]` generates; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::device::{EMPTY_DECL, declare, default_names};
+    pub use crate::device::{EMPTY_DECL, declare, default_names, offload_mask};
     pub use crate::exec::block_on;
     pub use morgana_abi::mft::{DeviceDecl, MftNote};
     #[cfg(any(
@@ -265,6 +265,7 @@ pub mod __private {
         morgana_platform = "virtio"
     ))]
     pub use morgana_abi::note::AbiNote;
+    pub use morgana_abi::offload::Request as OffloadRequest;
 
     /// The ABI note of this platform.
     #[cfg(any(

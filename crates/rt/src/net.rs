@@ -13,6 +13,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use morgana_abi::Solo5Result;
 use morgana_abi::mft::DeviceKind;
+use morgana_abi::offload::{self, VNET_HDR_LEN};
 use morgana_abi::trace::Kind;
 
 /// Length of an Ethernet header: frames are at most `mtu + ETHERNET_HEADER`.
@@ -40,6 +41,8 @@ pub enum NetError {
     BadFrameLength,
     /// The platform reported an error.
     Device(Solo5Result),
+    /// An offload operation on a device without offloads.
+    NoOffload,
 }
 
 impl fmt::Display for NetError {
@@ -48,6 +51,7 @@ impl fmt::Display for NetError {
             Self::BufferTooSmall => f.write_str("read buffer smaller than MTU + 14 bytes"),
             Self::BadFrameLength => f.write_str("frame empty or longer than MTU + 14 bytes"),
             Self::Device(r) => write!(f, "device error ({r:?})"),
+            Self::NoOffload => f.write_str("the device carries no virtio-net headers"),
         }
     }
 }
@@ -59,6 +63,8 @@ pub struct Net {
     handle: u64,
     mac: [u8; 6],
     mtu: u16,
+    /// Frames carry a virtio-net header (the tender granted offloads).
+    vnet: bool,
     stats: Cell<NetStats>,
 }
 
@@ -91,6 +97,7 @@ impl Net {
             handle,
             mac,
             mtu,
+            vnet: usize::from(e.vnet_hdr()) == VNET_HDR_LEN,
             stats: Cell::new(NetStats::default()),
         })
     }
@@ -137,15 +144,88 @@ impl Net {
     }
 
     /// Reads one frame if one is waiting, without suspending.
+    ///
+    /// On an offloading device ([`Net::offload`]) the frame's virtio-net
+    /// header is dropped (and a frame longer than `buf` is an error): use
+    /// [`Net::try_read_offload`] there.
     pub fn try_read(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
         if buf.len() < self.max_frame() {
             return Err(NetError::BufferTooSmall);
         }
+        if !self.vnet {
+            return self.read_raw(buf, 0);
+        }
+        let mut tmp = alloc::vec![0; VNET_HDR_LEN + offload::MAX_FRAME];
+        let Some(n) = self.read_raw(&mut tmp, VNET_HDR_LEN)? else {
+            return Ok(None);
+        };
+        let frame = &tmp[VNET_HDR_LEN..n];
+        buf.get_mut(..frame.len())
+            .ok_or(NetError::BadFrameLength)?
+            .copy_from_slice(frame);
+        Ok(Some(frame.len()))
+    }
+
+    /// Sends one frame (header included). Never suspends.
+    pub fn write(&self, frame: &[u8]) -> Result<(), NetError> {
+        if frame.is_empty() || frame.len() > self.max_frame() {
+            return Err(NetError::BadFrameLength);
+        }
+        if !self.vnet {
+            return self.write_raw(frame, 0);
+        }
+        let mut tmp = alloc::vec![0; VNET_HDR_LEN];
+        tmp.extend_from_slice(frame);
+        self.write_raw(&tmp, VNET_HDR_LEN)
+    }
+
+    /// Whether the tender granted this device virtio-net headers and
+    /// offloads (`morgana_abi::offload`; only devices whose type asks for
+    /// them, like the TCP/IP stack, and only on Morgana's spt and unix
+    /// platforms): frames then move with [`Net::try_read_offload`] and
+    /// [`Net::write_offload`], TCP frames may be up to
+    /// [`offload::MAX_FRAME`] bytes (the host segments them), and
+    /// checksums may be left to the host.
+    pub fn offload(&self) -> bool {
+        self.vnet
+    }
+
+    /// Reads one frame preceded by its virtio-net header
+    /// ([`offload::VNET_HDR_LEN`] bytes) into `buf`, which holds at least
+    /// `VNET_HDR_LEN + offload::MAX_FRAME` bytes, if one is waiting;
+    /// returns the length of header and frame.
+    pub fn try_read_offload(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
+        if !self.vnet {
+            return Err(NetError::NoOffload);
+        }
+        if buf.len() < VNET_HDR_LEN + offload::MAX_FRAME {
+            return Err(NetError::BufferTooSmall);
+        }
+        self.read_raw(buf, VNET_HDR_LEN)
+    }
+
+    /// Sends one frame preceded by its virtio-net header. Never suspends.
+    pub fn write_offload(&self, buf: &[u8]) -> Result<(), NetError> {
+        if !self.vnet {
+            return Err(NetError::NoOffload);
+        }
+        if buf.len() <= VNET_HDR_LEN + ETHERNET_HEADER
+            || buf.len() > VNET_HDR_LEN + offload::MAX_FRAME
+        {
+            return Err(NetError::BadFrameLength);
+        }
+        self.write_raw(buf, VNET_HDR_LEN)
+    }
+
+    /// Reads what the platform has, counting `hdr` bytes of it as header.
+    fn read_raw(&self, buf: &mut [u8], hdr: usize) -> Result<Option<usize>, NetError> {
         match crate::platform::net_read(self.handle, buf) {
+            Ok(n) if n <= hdr => Err(NetError::BadFrameLength),
             Ok(n) => {
-                crate::trace::record(Kind::NetRx, self.handle as u32, [n as u64, 0, 0]);
+                let len = (n - hdr) as u64;
+                crate::trace::record(Kind::NetRx, self.handle as u32, [len, 0, 0]);
                 let mut s = self.stats.get();
-                s.rx_bytes += n as u64;
+                s.rx_bytes += len;
                 s.rx_packets += 1;
                 self.stats.set(s);
                 Ok(Some(n))
@@ -155,15 +235,13 @@ impl Net {
         }
     }
 
-    /// Sends one frame (header included). Never suspends.
-    pub fn write(&self, frame: &[u8]) -> Result<(), NetError> {
-        if frame.is_empty() || frame.len() > self.max_frame() {
-            return Err(NetError::BadFrameLength);
-        }
-        crate::platform::net_write(self.handle, frame).map_err(NetError::Device)?;
-        crate::trace::record(Kind::NetTx, self.handle as u32, [frame.len() as u64, 0, 0]);
+    /// Hands `buf` to the platform, counting `hdr` bytes of it as header.
+    fn write_raw(&self, buf: &[u8], hdr: usize) -> Result<(), NetError> {
+        crate::platform::net_write(self.handle, buf).map_err(NetError::Device)?;
+        let len = (buf.len() - hdr) as u64;
+        crate::trace::record(Kind::NetTx, self.handle as u32, [len, 0, 0]);
         let mut s = self.stats.get();
-        s.tx_bytes += frame.len() as u64;
+        s.tx_bytes += len;
         s.tx_packets += 1;
         self.stats.set(s);
         Ok(())

@@ -229,6 +229,26 @@ fn phdr(img: &[u8], h: &Header, i: usize) -> Phdr {
 /// are malformed (sections matter only to Morgana's own extensions, never
 /// to loading).
 pub fn find_section(img: &[u8], name: &str) -> Option<(u64, u64)> {
+    let o = section_index(img, name)?;
+    Some((read_u64(img, o + 16)?, read_u64(img, o + 32)?))
+}
+
+/// The file bytes of the section called `name` (as [`find_section`]
+/// finds it); `None` if there is none, it has no file bytes (`NOBITS`),
+/// or it lies outside the file.
+pub fn section_bytes<'a>(img: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    const SHT_NOBITS: u32 = 8;
+    let o = section_index(img, name)?;
+    if read_u32(img, o + 4)? == SHT_NOBITS {
+        return None;
+    }
+    let off = usize::try_from(read_u64(img, o + 24)?).ok()?;
+    let size = usize::try_from(read_u64(img, o + 32)?).ok()?;
+    img.get(off..off.checked_add(size)?)
+}
+
+/// File offset of the section header of the section called `name`.
+fn section_index(img: &[u8], name: &str) -> Option<usize> {
     const SHDR_SIZE: usize = 64;
     let shoff = read_u64(img, 40)? as usize;
     if read_u16(img, 58)? as usize != SHDR_SIZE {
@@ -249,9 +269,7 @@ pub fn find_section(img: &[u8], name: &str) -> Option<(u64, u64)> {
         let n = read_u32(img, o)? as usize;
         let rest = strs.get(n..)?;
         let end = rest.iter().position(|&b| b == 0)?;
-        (&rest[..end] == name.as_bytes())
-            .then(|| Some((read_u64(img, o + 16)?, read_u64(img, o + 32)?)))
-            .flatten()
+        (&rest[..end] == name.as_bytes()).then_some(o)
     })
 }
 
@@ -600,6 +618,12 @@ pub(crate) mod tests {
         );
         assert_eq!(find_section(&img, ".morgana"), None);
         assert_eq!(find_section(&img, ".bss"), None);
+        // Section bytes: in the file, or nothing (past its end, NOBITS).
+        assert_eq!(section_bytes(&img, ".shstrtab"), Some(&names[..]));
+        assert_eq!(section_bytes(&img, ".morgana.trace"), None);
+        let mut nobits = img.clone();
+        nobits[shoff + 2 * 64 + 4..shoff + 2 * 64 + 8].copy_from_slice(&8u32.to_le_bytes());
+        assert_eq!(section_bytes(&nobits, ".shstrtab"), None);
         // Cut short, or headers pointing outside the file: nothing found.
         assert_eq!(find_section(&img[..200], ".morgana.trace"), None);
         let mut bad = img.clone();

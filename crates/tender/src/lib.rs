@@ -163,6 +163,9 @@ pub trait Monitor {
     const HELP: &'static str;
     /// Whether `--gdb` is supported.
     const GDB: bool;
+    /// Whether the monitor grants an image's request for virtio-net
+    /// headers and offloads on its taps (`morgana_abi::offload`).
+    const NET_OFFLOAD: bool;
 
     /// Rounds and checks a requested memory size.
     fn mem_size(requested: u64) -> Result<u64, TenderError>;
@@ -182,6 +185,7 @@ fn usage<M: Monitor>() -> String {
          \x20 --net-mac:NAME=MAC            set the MAC address of network device NAME\n\
          \x20 --block:NAME=PATH             attach file PATH as block device NAME\n\
          \x20 --block-sector-size:NAME=N    sector size of block device NAME (power of two >= 512, default 512)\n\
+         \x20 --no-net-offload              plain frames on every tap, even if the unikernel asks for offloads\n\
          \x20 --gdb=PORT                    wait for gdb on 127.0.0.1:PORT before the first guest instruction (hvt)\n\
          \x20 --trace=FILE                  write the guest's trace buffer to FILE (kept after a crash or kill)\n\
          \x20 --help                        show this help\n\
@@ -213,7 +217,16 @@ pub fn prepare<M: Monitor>(argv: &[String]) -> Result<Setup, TenderError> {
             path: path.clone(),
             source,
         })?;
-    let attached = attach::attach_devices(&image.manifest, &opts.devices)?;
+    // The image's offload request (morgana_abi::offload), granted by the
+    // monitors that carry virtio-net headers, unless refused.
+    let offload = if M::NET_OFFLOAD && !opts.no_net_offload {
+        elf::section_bytes(&image.bytes, morgana_abi::offload::SECTION)
+            .and_then(morgana_abi::offload::Request::parse)
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let attached = attach::attach_devices_offload(&image.manifest, &opts.devices, offload)?;
     let mem_size = M::mem_size(opts.mem.unwrap_or(morgana_abi::DEFAULT_MEM_SIZE))?;
     let plan =
         elf::plan(&image.bytes, mem_size).map_err(|source| TenderError::Load { path, source })?;

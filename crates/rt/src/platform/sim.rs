@@ -76,13 +76,40 @@ pub fn run_with_cmdline<R>(
     cmdline: &'static str,
     test: impl FnOnce() -> R,
 ) -> R {
+    run_sim(devices, sector, cmdline, false, test)
+}
+
+/// [`run_with_cmdline`] with network offloads granted on every net device
+/// (`morgana_abi::offload`): frames injected and sent carry a virtio-net
+/// header, as on a tap that the spt and unix platforms open with them.
+pub fn run_with_offload<R>(
+    devices: &[DeviceDecl],
+    sector: u16,
+    cmdline: &'static str,
+    test: impl FnOnce() -> R,
+) -> R {
+    run_sim(devices, sector, cmdline, true, test)
+}
+
+fn run_sim<R>(
+    devices: &[DeviceDecl],
+    sector: u16,
+    cmdline: &'static str,
+    offload: bool,
+    test: impl FnOnce() -> R,
+) -> R {
     let _serial: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut m = Manifest::from_decls(devices).expect("valid declarations");
     let mut disks = Vec::new();
     for (h, e) in m.entries_mut().iter_mut().enumerate() {
         disks.push(None);
         match e.kind() {
-            Some(DeviceKind::Net) => e.set_net([2, 0, 0, 0, 0, h as u8], 1500),
+            Some(DeviceKind::Net) => {
+                e.set_net([2, 0, 0, 0, 0, h as u8], 1500);
+                if offload {
+                    e.set_vnet_hdr(morgana_abi::offload::VNET_HDR_LEN as u16);
+                }
+            }
             Some(DeviceKind::Block) => {
                 e.set_block(64 * u64::from(sector), sector);
                 disks[h] = Some(Disk {

@@ -34,6 +34,8 @@ pub const NAME: &str = "unix";
 unsafe extern "Rust" {
     /// The program's device declarations, emitted by `#[morgana::main]`.
     safe static __MORGANA_DECLS: &'static [DeviceDecl];
+    /// The program's offload request, emitted by `#[morgana::main]`.
+    safe static __MORGANA_OFFLOAD: morgana_abi::offload::Request;
 }
 
 #[derive(Clone, Copy)]
@@ -179,7 +181,12 @@ pub fn unix_main() -> i32 {
     let mut manifest = Manifest::from_decls(decls)
         .unwrap_or_else(|| fail("the program's device declarations are invalid"));
     let sockets = attach_sockets(&mut manifest, &mut opts.devices).unwrap_or_else(|e| fail(&e));
-    let attached = morgana_host::attach_devices(&manifest, &opts.devices)
+    let offload = if opts.no_net_offload {
+        0
+    } else {
+        __MORGANA_OFFLOAD.nets
+    };
+    let attached = morgana_host::attach_devices_offload(&manifest, &opts.devices, offload)
         .unwrap_or_else(|e| fail(&e.to_string()));
     let cmdline = morgana_host::args::guest_cmdline(&opts.guest_args).unwrap_or_else(|e| fail(&e));
     let epoll =
@@ -312,7 +319,7 @@ fn println_help() {
     let decls: &'static [DeviceDecl] = __MORGANA_DECLS;
     let mut s = std::format!(
         "usage: {} [--net:NAME=TAP|socket] [--net-mac:NAME=MAC] [--block:NAME=FILE] \
-         [--block-sector-size:NAME=N] [--] [ARGS...]\n\
+         [--block-sector-size:NAME=N] [--no-net-offload] [--] [ARGS...]\n\
          A Morgana unikernel built for the unix platform.\nDevices it declares:",
         program_name()
     );

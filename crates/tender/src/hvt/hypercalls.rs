@@ -6,6 +6,7 @@ use crate::TenderError;
 use morgana_abi::Solo5Result;
 use morgana_abi::hvt::{HcBlockIo, HcHalt, HcNetIo, HcPoll, HcPuts, HcWalltime, Hypercall};
 use morgana_abi::mft::DeviceKind;
+use morgana_abi::offload;
 use morgana_host::attach::Attached;
 use std::io;
 use std::os::fd::RawFd;
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 enum Dev {
     Net {
         fd: RawFd,
-        mtu: u16,
+        /// Longest write: MTU + 14, or header and 64 KiB with offloads.
+        max_write: u64,
     },
     Block {
         fd: RawFd,
@@ -48,9 +50,16 @@ impl Devices {
                         revents: 0,
                     });
                     poll_handles.push(d.handle as u64);
+                    // With offloads granted (morgana_abi::offload), a
+                    // write carries a virtio-net header and up to 64 KiB.
+                    let max_write = if usize::from(e.vnet_hdr()) == offload::VNET_HDR_LEN {
+                        (offload::VNET_HDR_LEN + offload::MAX_FRAME) as u64
+                    } else {
+                        u64::from(e.net().1) + 14
+                    };
                     Dev::Net {
                         fd: d.raw_fd(),
-                        mtu: e.net().1,
+                        max_write,
                     }
                 }
                 DeviceKind::Block => {
@@ -225,12 +234,12 @@ fn net(mem: &GuestMem, devs: &Devices, hc: Hypercall, gpa: u64) -> Result<(), Te
     let data = mem.read_u64(what, gpa, HcNetIo::DATA_OFF)?;
     let len = mem.read_u64(what, gpa, HcNetIo::LEN_OFF)?;
     let ret = |r: Solo5Result| mem.write_i32(what, gpa, HcNetIo::RET_OFF, r as i32);
-    let Some(Dev::Net { fd, mtu }) = devs.get(handle) else {
+    let Some(Dev::Net { fd, max_write }) = devs.get(handle) else {
         return ret(Solo5Result::Einval);
     };
     if hc == Hypercall::NetWrite {
         let p = mem.ptr("NET_WRITE frame", data, len)?;
-        if len == 0 || len > u64::from(mtu) + 14 {
+        if len == 0 || len > max_write {
             return ret(Solo5Result::Einval);
         }
         // SAFETY: [p, p+len) lies in guest memory (checked above).

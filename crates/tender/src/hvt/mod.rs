@@ -32,6 +32,7 @@ impl Monitor for Hvt {
     const NAME: &'static str = "morgana-hvt";
     const HELP: &'static str =
         "Needs /dev/kvm. Guest memory is rounded down to 2 MiB (at most 4096 MiB).";
+    const NET_OFFLOAD: bool = true;
     const GDB: bool = true;
 
     fn mem_size(requested: u64) -> Result<u64, TenderError> {

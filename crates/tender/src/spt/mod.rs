@@ -33,6 +33,7 @@ impl Monitor for Spt {
     const HELP: &'static str = "The guest runs in this process under a seccomp filter: a forbidden system call\n\
          kills it with SIGSYS (status 159), a bad memory access with SIGSEGV (status 139).";
 
+    const NET_OFFLOAD: bool = true;
     const GDB: bool = false;
 
     fn mem_size(requested: u64) -> Result<u64, TenderError> {
