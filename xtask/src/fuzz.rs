@@ -38,7 +38,7 @@ const TARGETS: &[(&str, &str)] = &[
     ),
     (
         "net",
-        "up to 64 Ethernet frames arriving on a `Net` device (runtime's simulated platform), through morgana-net's driver and smoltcp, TCP and UDP echo on port 7",
+        "up to 64 Ethernet frames arriving on a `Net` device (runtime's simulated platform), plain or with network offloads (virtio-net headers, 64 KiB frames), through morgana-net's driver and smoltcp, TCP and UDP echo on port 7",
     ),
 ];
 

@@ -44,7 +44,6 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dnsmasq-base", "dnsmasq"),
     ("nginx-light", "nginx"),
     ("time", "time"),
-    ("gdb", "gdb"),
     (QEMU_PACKAGE, "qemu-system-x86_64"),
     ("dosfstools", "fsck.fat"),
     ("mtools", "mcopy"),

@@ -47,12 +47,7 @@ pub fn net_answers(data: &[u8]) -> Vec<Vec<u8>> {
     } else {
         (0, 1514)
     };
-    let run = if offload {
-        sim::run_with_offload
-    } else {
-        sim::run_with_cmdline
-    };
-    run(&decl, 512, cmdline, || {
+    sim::run_with_offload(&decl, 512, cmdline, offload, || {
         let start = sim::now();
         let mut n = 0;
         while rest.len() >= 2 && n < 64 {

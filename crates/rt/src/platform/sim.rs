@@ -76,22 +76,14 @@ pub fn run_with_cmdline<R>(
     cmdline: &'static str,
     test: impl FnOnce() -> R,
 ) -> R {
-    run_sim(devices, sector, cmdline, false, test)
+    run_with_offload(devices, sector, cmdline, false, test)
 }
 
-/// [`run_with_cmdline`] with network offloads granted on every net device
-/// (`morgana_abi::offload`): frames injected and sent carry a virtio-net
-/// header, as on a tap that the spt and unix platforms open with them.
+/// [`run_with_cmdline`], with network offloads granted on every net device
+/// if `offload` says so (`morgana_abi::offload`): frames injected and sent
+/// then carry a virtio-net header, as on a tap that the spt and unix
+/// platforms open with them.
 pub fn run_with_offload<R>(
-    devices: &[DeviceDecl],
-    sector: u16,
-    cmdline: &'static str,
-    test: impl FnOnce() -> R,
-) -> R {
-    run_sim(devices, sector, cmdline, true, test)
-}
-
-fn run_sim<R>(
     devices: &[DeviceDecl],
     sector: u16,
     cmdline: &'static str,
