@@ -14,7 +14,8 @@ use anyhow::{Context, Result, bail};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{LazyLock, mpsc};
 use std::time::{Duration, Instant};
 
@@ -32,77 +33,50 @@ fn ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The two namespaces, deleted (with whatever runs in them) on drop.
-pub(crate) struct Net;
+/// A client namespace with tap0 (10.0.0.1/24) and a server namespace
+/// joined to it by a veth pair (10.1.0.1 / 10.1.0.2); both deleted, with
+/// whatever runs in them, on drop.
+pub(crate) struct Net {
+    client: String,
+    server: String,
+}
 
 impl Net {
+    /// This benchmark's namespaces, the ones [`Guest`], [`wrk`] and
+    /// [`xtask_in_client`] run in.
     pub(crate) fn new() -> Result<Self> {
-        for ns in [CLIENT.as_str(), SERVER.as_str()] {
+        Self::named(CLIENT.as_str(), SERVER.as_str())
+    }
+
+    /// The same topology in namespaces `client` and `server` (deleted
+    /// first if they exist).
+    pub(crate) fn named(client: &str, server: &str) -> Result<Self> {
+        let (c, s) = (client, server);
+        for ns in [c, s] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
             ip(&["netns", "add", ns])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         ip(&[
-            "-n",
-            CLIENT.as_str(),
-            "link",
-            "add",
-            "veth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "veth1",
-            "netns",
-            SERVER.as_str(),
+            "-n", c, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", s,
         ])?;
-        ip(&[
-            "-n",
-            CLIENT.as_str(),
-            "addr",
-            "add",
-            "10.1.0.1/24",
-            "dev",
-            "veth0",
-        ])?;
-        ip(&[
-            "-n",
-            SERVER.as_str(),
-            "addr",
-            "add",
-            "10.1.0.2/24",
-            "dev",
-            "veth1",
-        ])?;
-        ip(&["-n", CLIENT.as_str(), "link", "set", "veth0", "up"])?;
-        ip(&["-n", SERVER.as_str(), "link", "set", "veth1", "up"])?;
-        ip(&[
-            "-n",
-            CLIENT.as_str(),
-            "tuntap",
-            "add",
-            "dev",
-            "tap0",
-            "mode",
-            "tap",
-        ])?;
-        ip(&[
-            "-n",
-            CLIENT.as_str(),
-            "addr",
-            "add",
-            "10.0.0.1/24",
-            "dev",
-            "tap0",
-        ])?;
-        ip(&["-n", CLIENT.as_str(), "link", "set", "tap0", "up"])?;
-        Ok(Self)
+        ip(&["-n", c, "addr", "add", "10.1.0.1/24", "dev", "veth0"])?;
+        ip(&["-n", s, "addr", "add", "10.1.0.2/24", "dev", "veth1"])?;
+        ip(&["-n", c, "link", "set", "veth0", "up"])?;
+        ip(&["-n", s, "link", "set", "veth1", "up"])?;
+        ip(&["-n", c, "tuntap", "add", "dev", "tap0", "mode", "tap"])?;
+        ip(&["-n", c, "addr", "add", "10.0.0.1/24", "dev", "tap0"])?;
+        ip(&["-n", c, "link", "set", "tap0", "up"])?;
+        Ok(Self {
+            client: client.to_string(),
+            server: server.to_string(),
+        })
     }
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for ns in [CLIENT.as_str(), SERVER.as_str()] {
+        for ns in [&self.client, &self.server] {
             let _ = Command::new("sh")
                 .args([
                     "-c",
@@ -113,12 +87,15 @@ impl Drop for Net {
     }
 }
 
-fn in_ns(ns: &str, program: &str) -> Command {
+/// `program` run in namespace `ns`.
+pub(crate) fn in_ns(ns: &str, program: &str) -> Command {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", ns, program]);
     c
 }
 
+/// This program run with `args` in the client namespace; its output,
+/// trimmed, or its error output as the error.
 pub(crate) fn xtask_in_client(args: &[&str]) -> Result<String> {
     let me = std::env::current_exe()?;
     let out = in_ns(CLIENT.as_str(), me.to_str().unwrap())
@@ -137,6 +114,8 @@ pub(crate) struct Guest {
 }
 
 impl Guest {
+    /// `image` of `platform` with the guest arguments `args`, once it
+    /// prints `listening`.
     pub(crate) fn start(platform: &str, image: &str, args: &[&str]) -> Result<Self> {
         Self::start_with(platform, image, &[], args)
     }
@@ -187,15 +166,7 @@ impl Guest {
             .stderr(std::fs::File::create(&err_path)?)
             .spawn()
             .context("starting the unikernel")?;
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(child.stdout.take().unwrap());
         let mut g = Self { child, lines };
         if let Err(e) = g.wait("listening") {
             let err = std::fs::read_to_string(&err_path).unwrap_or_default();
@@ -205,16 +176,8 @@ impl Guest {
     }
 
     fn wait(&mut self, s: &str) -> Result<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let l = self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .with_context(|| format!("no `{s}` from the unikernel"))?;
-            if l.contains(s) {
-                return Ok(l);
-            }
-        }
+        wait_line(&self.lines, s, Duration::from_secs(60))
+            .with_context(|| format!("no `{s}` from the unikernel"))
     }
 
     /// The heap's allocated bytes in the next stats line.
@@ -236,56 +199,112 @@ impl Drop for Guest {
     }
 }
 
+/// The lines `out` gives, read on a thread of their own until it ends or
+/// the receiver is dropped.
+pub(crate) fn lines_of(out: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// The first line from `lines` that contains `s`, if one comes `within`
+/// this time.
+pub(crate) fn wait_line(
+    lines: &mpsc::Receiver<String>,
+    s: &str,
+    within: Duration,
+) -> Result<String, mpsc::RecvTimeoutError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let l = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))?;
+        if l.contains(s) {
+            return Ok(l);
+        }
+    }
+}
+
+/// The options of the benchmarks' wrk runs, before the URL.
+pub(crate) const WRK_OPTIONS: [&str; 9] = [
+    "-t",
+    "2",
+    "-c",
+    "50",
+    "-d",
+    "10s",
+    "--timeout",
+    "30s",
+    "--latency",
+];
+
+/// `wrk` with [`WRK_OPTIONS`] against `url` from the client namespace:
+/// requests per second and the 99th percentile latency.
 pub(crate) fn wrk(url: &str) -> Result<(f64, String)> {
     let out = in_ns(CLIENT.as_str(), "wrk")
-        .args([
-            "-t",
-            "2",
-            "-c",
-            "50",
-            "-d",
-            "10s",
-            "--timeout",
-            "30s",
-            "--latency",
-            url,
-        ])
+        .args(WRK_OPTIONS)
+        .arg(url)
         .output()
         .context("wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .with_context(|| format!("wrk output: {text}"))?;
+    wrk_figures(url, &String::from_utf8_lossy(&out.stdout))
+}
+
+/// The requests per second and the 99th percentile latency (empty if it
+/// was not asked for) in wrk's output `text` for `url`; an error if wrk
+/// saw socket errors or answers other than 2xx.
+pub(crate) fn wrk_figures(url: &str, text: &str) -> Result<(f64, String)> {
+    let rps = wrk_rps(text)?;
     let p99 = text
         .lines()
         .find(|l| l.trim_start().starts_with("99%"))
         .map(|l| l.trim().trim_start_matches("99%").trim().to_string())
         .unwrap_or_default();
-    let errors = text
-        .lines()
-        .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"));
-    if let Some(e) = errors {
-        bail!("wrk {url}: {e}");
-    }
+    wrk_failures(url, text)?;
     Ok((rps, p99))
 }
 
-fn nginx(page: &str) -> Result<Child> {
-    let dir = std::env::temp_dir().join(format!("morgana-bench-nginx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+/// The requests per second in wrk's output `text`.
+pub(crate) fn wrk_rps(text: &str) -> Result<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("wrk output: {text}"))
+}
+
+/// An error naming the first line of wrk's output `text` (for `url`) that
+/// reports socket errors or answers other than 2xx, if there is one.
+pub(crate) fn wrk_failures(url: &str, text: &str) -> Result<()> {
+    if let Some(e) = text
+        .lines()
+        .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
+    {
+        bail!("wrk {url}: {e}");
+    }
+    Ok(())
+}
+
+/// nginx in namespace `ns`, half a second after its start: 1 worker, no
+/// access log, unlimited keep-alive requests, serving `page` as the index
+/// of `dir`, where its configuration, pid, error log and temporary files
+/// go too. `http` is appended to the `http` block's first line, `server`
+/// opens the `server` block (its `listen`).
+pub(crate) fn nginx(ns: &str, dir: &Path, page: &str, http: &str, server: &str) -> Result<Child> {
+    std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("index.html"), page)?;
     let conf = format!(
         "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
          events {{ worker_connections 1024; }}\n\
-         http {{ access_log off; keepalive_requests 1000000;\n\
+         http {{ access_log off; keepalive_requests 1000000;{http}\n\
            client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
-           server {{ listen 10.1.0.2:80; root {d}; index index.html; default_type text/html; }} }}\n",
+           server {{ {server} root {d}; index index.html; default_type text/html; }} }}\n",
         d = dir.display()
     );
     std::fs::write(dir.join("nginx.conf"), conf)?;
-    let child = in_ns(SERVER.as_str(), "nginx")
+    let child = in_ns(ns, "nginx")
         .args(["-c", dir.join("nginx.conf").to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -305,7 +324,8 @@ pub fn section() -> Result<Section> {
         let _g = Guest::start("unix", "http-hello", &["--ipv4=10.0.0.2/24"])?;
         xtask_in_client(&["__get", "10.0.0.2:80"])?
     };
-    let mut nginx = nginx(&page)?;
+    let dir = std::env::temp_dir().join(format!("morgana-bench-nginx-{}", std::process::id()));
+    let mut nginx = nginx(SERVER.as_str(), &dir, &page, "", "listen 10.1.0.2:80;")?;
     let (nginx_rps, nginx_p99) = wrk("http://10.1.0.2/")?;
     let _ = nginx.kill();
     let _ = nginx.wait();
@@ -423,18 +443,19 @@ pub fn section() -> Result<Section> {
     })
 }
 
-/// The Linux echo server (`__echo`) in the server namespace, once it
-/// listens; killed on drop.
-struct LinuxEcho(Child);
+/// A child process, killed (and waited for) on drop.
+pub(crate) struct Killed(pub(crate) Child);
 
-impl Drop for LinuxEcho {
+impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-fn linux_echo() -> Result<LinuxEcho> {
+/// The Linux echo server (`__echo`) in the server namespace, once it
+/// listens.
+fn linux_echo() -> Result<Killed> {
     let me = std::env::current_exe()?;
     let mut child = in_ns(SERVER.as_str(), me.to_str().unwrap())
         .args(["__echo", "10.1.0.2:7"])
@@ -447,7 +468,7 @@ fn linux_echo() -> Result<LinuxEcho> {
         let _ = child.kill();
         bail!("the Linux echo server did not start");
     }
-    Ok(LinuxEcho(child))
+    Ok(Killed(child))
 }
 
 /// `__echo ADDR`: a TCP echo server on Linux's stack, a thread per

@@ -4,11 +4,12 @@
 //! run's own, measured alternately in the same run.
 
 use crate::bench::Section;
+use crate::bench_net::{self, Killed, WRK_OPTIONS, wrk_figures};
 use crate::root;
 use anyhow::{Context, Result, bail};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn ns_name() -> String {
@@ -61,49 +62,11 @@ impl Drop for Ns {
     }
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-const WRK: [&str; 10] = [
-    "wrk",
-    "-t",
-    "2",
-    "-c",
-    "50",
-    "-d",
-    "10s",
-    "--timeout",
-    "30s",
-    "--latency",
-];
-
 fn wrk(ns: &Ns, url: &str) -> Result<(f64, String)> {
-    let mut argv = WRK.to_vec();
+    let mut argv = vec!["wrk"];
+    argv.extend(WRK_OPTIONS);
     argv.push(url);
-    let text = ns.run(&argv)?;
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .with_context(|| format!("wrk output: {text}"))?;
-    let p99 = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("99%"))
-        .map(|l| l.trim().trim_start_matches("99%").trim().to_string())
-        .unwrap_or_default();
-    if let Some(e) = text
-        .lines()
-        .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
-    {
-        bail!("wrk {url}: {e}");
-    }
-    Ok((rps, p99))
+    wrk_figures(url, &ns.run(&argv)?)
 }
 
 fn http_hello(ns: &Ns) -> Result<Killed> {
@@ -143,25 +106,7 @@ fn http_hello(ns: &Ns) -> Result<Killed> {
 
 fn nginx(ns: &Ns, page: &str) -> Result<Killed> {
     let dir = std::env::temp_dir().join(format!("morgana-bench-sock-nginx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("index.html"), page)?;
-    let conf = format!(
-        "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{ access_log off; keepalive_requests 1000000;\n\
-           client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
-           server {{ listen 127.0.0.1:8080; root {d}; index index.html; default_type text/html; }} }}\n",
-        d = dir.display()
-    );
-    std::fs::write(dir.join("nginx.conf"), conf)?;
-    let child = ns
-        .cmd("nginx")
-        .args(["-c", dir.join("nginx.conf").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("nginx (install nginx-light)")?;
-    std::thread::sleep(Duration::from_millis(500));
+    let child = bench_net::nginx(&ns.0, &dir, page, "", "listen 127.0.0.1:8080;")?;
     Ok(Killed(child))
 }
 
@@ -187,7 +132,7 @@ pub fn section() -> Result<Section> {
     let mut body = String::new();
     writeln!(
         body,
-        "`{} URL` on the loopback of one namespace, each server twice in turn (the better run of each\n\
+        "`wrk {} URL` on the loopback of one namespace, each server twice in turn (the better run of each\n\
          is shown). http-hello runs on the unix platform's host sockets as `nobody`\n\
          (`setpriv --reuid=nobody target/unikernels/unix/http-hello --net:service=socket`, port 80);\n\
          nginx (1 worker, Debian nginx-light, `listen 127.0.0.1:8080`) serves the same page.\n\
@@ -195,7 +140,7 @@ pub fn section() -> Result<Section> {
          | server | requests/s | p99 latency | ratio to nginx |\n|---|---|---|---|\n\
          | nginx | {n_rps:.0} | {n_p99} | 1.00 |\n\
          | http-hello, unix, host sockets | {g_rps:.0} | {g_p99} | {:.2} |",
-        WRK.join(" "),
+        WRK_OPTIONS.join(" "),
         g_rps / n_rps
     )?;
     Ok(Section {

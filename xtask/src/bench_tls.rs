@@ -9,14 +9,14 @@
 //! this process.
 
 use crate::bench::Section;
+use crate::bench_net::{self, in_ns, lines_of, wait_line, wrk_failures, wrk_rps};
 use crate::root;
 use anyhow::{Context, Result, bail};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{LazyLock, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::LazyLock;
+use std::time::Duration;
 
 static CLIENT: LazyLock<String> = LazyLock::new(|| format!("mgbtls-client-{}", std::process::id()));
 static SERVER: LazyLock<String> = LazyLock::new(|| format!("mgbtls-nginx-{}", std::process::id()));
@@ -39,68 +39,36 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn in_ns(ns: &str, program: &str) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, program]);
-    c
-}
-
-/// The two namespaces and a scratch directory, removed on drop.
+/// The two namespaces (the network benchmark's topology under this
+/// benchmark's names) and a scratch directory, removed on drop in that
+/// order.
 struct Net {
-    dir: PathBuf,
+    _namespaces: bench_net::Net,
+    scratch: Scratch,
 }
 
 impl Net {
     fn new() -> Result<Self> {
-        let (c, s) = (CLIENT.as_str(), SERVER.as_str());
-        for ns in [c, s] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-            run("ip", &["netns", "add", ns])?;
-            run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        run(
-            "ip",
-            &[
-                "-n", c, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns",
-                s,
-            ],
-        )?;
-        run(
-            "ip",
-            &["-n", c, "addr", "add", "10.1.0.1/24", "dev", "veth0"],
-        )?;
-        run(
-            "ip",
-            &["-n", s, "addr", "add", "10.1.0.2/24", "dev", "veth1"],
-        )?;
-        run("ip", &["-n", c, "link", "set", "veth0", "up"])?;
-        run("ip", &["-n", s, "link", "set", "veth1", "up"])?;
-        run(
-            "ip",
-            &["-n", c, "tuntap", "add", "dev", "tap0", "mode", "tap"],
-        )?;
-        run(
-            "ip",
-            &["-n", c, "addr", "add", "10.0.0.1/24", "dev", "tap0"],
-        )?;
-        run("ip", &["-n", c, "link", "set", "tap0", "up"])?;
+        let namespaces = bench_net::Net::named(CLIENT.as_str(), SERVER.as_str())?;
         let dir = std::env::temp_dir().join(format!("morgana-bench-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { dir })
+        Ok(Self {
+            _namespaces: namespaces,
+            scratch: Scratch(dir),
+        })
+    }
+
+    fn dir(&self) -> &Path {
+        &self.scratch.0
     }
 }
 
-impl Drop for Net {
+/// A directory, removed with its contents on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
     fn drop(&mut self) {
-        for ns in [CLIENT.as_str(), SERVER.as_str()] {
-            let _ = Command::new("sh")
-                .args([
-                    "-c",
-                    &format!("ip netns pids {ns} | xargs -r kill -9; ip netns del {ns}"),
-                ])
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -168,25 +136,10 @@ impl Guest {
             .stderr(Stdio::null())
             .spawn()
             .context("starting https-hello")?;
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(child.stdout.take().unwrap());
         // hvt loads the key (one scalar multiplication) for tens of seconds.
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let l = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .context("https-hello did not start listening")?;
-            if l.contains("listening") {
-                break;
-            }
-        }
+        wait_line(&lines, "listening", Duration::from_secs(600))
+            .context("https-hello did not start listening")?;
         Ok(Self { child })
     }
 }
@@ -210,25 +163,18 @@ impl Drop for Guest {
 /// nginx (1 worker) serving PAGE over TLS on 10.1.0.2:443 with the same
 /// certificate.
 fn nginx(dir: &Path) -> Result<Child> {
-    std::fs::write(dir.join("index.html"), PAGE)?;
-    let conf = format!(
-        "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{ access_log off; keepalive_requests 1000000; ssl_session_cache off; ssl_session_tickets off;\n\
-           client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
-           server {{ listen 10.1.0.2:443 ssl; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem;\n\
-             ssl_protocols TLSv1.2 TLSv1.3; root {d}; index index.html; default_type text/html; }} }}\n",
+    let server = format!(
+        "listen 10.1.0.2:443 ssl; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem;\n\
+         ssl_protocols TLSv1.2 TLSv1.3;",
         d = dir.display()
     );
-    std::fs::write(dir.join("nginx.conf"), conf)?;
-    let child = in_ns(SERVER.as_str(), "nginx")
-        .args(["-c", dir.join("nginx.conf").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("nginx (install nginx-light)")?;
-    std::thread::sleep(Duration::from_millis(500));
-    Ok(child)
+    bench_net::nginx(
+        SERVER.as_str(),
+        dir,
+        PAGE,
+        " ssl_session_cache off; ssl_session_tickets off;",
+        &server,
+    )
 }
 
 /// Full TLS 1.3 handshakes per second, one connection at a time, for
@@ -278,23 +224,15 @@ fn wrk(url: &str, conns: u32, secs: u32) -> Result<f64> {
         .output()
         .context("wrk")?;
     let text = String::from_utf8_lossy(&o.stdout);
-    if let Some(e) = text
-        .lines()
-        .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
-    {
-        bail!("wrk {url}: {e}");
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("wrk output: {text}"))
+    wrk_failures(url, &text)?;
+    wrk_rps(&text)
 }
 
 /// The TLS benchmarks' section.
 pub fn section() -> Result<Section> {
     let net = Net::new()?;
-    let img = certificate(&net.dir)?;
-    let mut nginx = nginx(&net.dir)?;
+    let img = certificate(net.dir())?;
+    let mut nginx = nginx(net.dir())?;
     let nginx_rps = wrk("https://10.1.0.2/", 50, 10)?;
     let nginx_hs = handshakes("10.1.0.2:443", 10)?;
     let _ = nginx.kill();

@@ -293,30 +293,64 @@ pub struct ImageInfo {
     pub devices: Vec<(String, &'static str)>,
 }
 
+/// An image file's bytes, read for its notes; errors name the file.
+pub(crate) struct ImageFile<'a> {
+    path: &'a Path,
+    bytes: Vec<u8>,
+}
+
+impl<'a> ImageFile<'a> {
+    /// Reads the image at `path`.
+    pub(crate) fn read(path: &'a Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Self { path, bytes })
+    }
+
+    /// The ABI note, if the image has a valid one.
+    pub(crate) fn abi(&self) -> Result<Option<AbiInfo>> {
+        Ok(self
+            .note(
+                note::ABI1_NOTE_TYPE,
+                note::ABI1_NOTE_ALIGN,
+                note::ABI1_NOTE_MAX_SIZE,
+                "ABI",
+            )?
+            .and_then(AbiInfo::parse))
+    }
+
+    /// The Solo5 manifest note, checked as an image's must be.
+    pub(crate) fn manifest(&self) -> Result<morgana_abi::mft::Manifest> {
+        let path = self.path.display();
+        let mft = self
+            .note(
+                note::MFT1_NOTE_TYPE,
+                note::MFT1_NOTE_ALIGN,
+                note::MFT1_NOTE_MAX_SIZE,
+                "manifest",
+            )?
+            .with_context(|| format!("{path}: no Solo5 manifest note"))?;
+        morgana_abi::mft::Manifest::validate(mft)
+            .map_err(|e| anyhow::anyhow!("{path}: invalid manifest: {e}"))
+    }
+
+    fn note(
+        &self,
+        note_type: u32,
+        align: usize,
+        max_size: usize,
+        what: &'static str,
+    ) -> Result<Option<&[u8]>> {
+        morgana_tender::elf::find_note(&self.bytes, note_type, align, max_size, what)
+            .map_err(|e| anyhow::anyhow!("{}: invalid image: {e}", self.path.display()))
+    }
+}
+
 /// Reads an image's ABI note and manifest (any target).
 pub fn inspect(path: &Path) -> Result<ImageInfo> {
-    use morgana_tender::elf::find_note;
-    let img = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let abi = find_note(
-        &img,
-        note::ABI1_NOTE_TYPE,
-        note::ABI1_NOTE_ALIGN,
-        note::ABI1_NOTE_MAX_SIZE,
-        "ABI",
-    )
-    .map_err(|e| anyhow::anyhow!("{}: invalid image: {e}", path.display()))?
-    .and_then(AbiInfo::parse);
-    let mft = find_note(
-        &img,
-        note::MFT1_NOTE_TYPE,
-        note::MFT1_NOTE_ALIGN,
-        note::MFT1_NOTE_MAX_SIZE,
-        "manifest",
-    )
-    .map_err(|e| anyhow::anyhow!("{}: invalid image: {e}", path.display()))?
-    .with_context(|| format!("{}: no Solo5 manifest note", path.display()))?;
-    let m = morgana_abi::mft::Manifest::validate(mft)
-        .map_err(|e| anyhow::anyhow!("{}: invalid manifest: {e}", path.display()))?;
+    let img = ImageFile::read(path)?;
+    let abi = img.abi()?;
+    let m = img.manifest()?;
     Ok(ImageInfo {
         abi,
         devices: m

@@ -168,34 +168,14 @@ pub fn take_run_flags(args: &[String]) -> Result<(Machine, Option<Accel>, Vec<St
 }
 
 fn image_manifest(path: &Path) -> Result<Manifest> {
-    use morgana_tender::elf::find_note;
-    let img = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let abi = find_note(
-        &img,
-        note::ABI1_NOTE_TYPE,
-        note::ABI1_NOTE_ALIGN,
-        note::ABI1_NOTE_MAX_SIZE,
-        "ABI",
-    )
-    .map_err(|e| anyhow::anyhow!("{}: invalid image: {e}", path.display()))?
-    .and_then(note::AbiInfo::parse);
-    if abi.map(|a| a.target) != Some(note::AbiTarget::Virtio as u32) {
+    let img = crate::ImageFile::read(path)?;
+    if img.abi()?.map(|a| a.target) != Some(note::AbiTarget::Virtio as u32) {
         bail!(
             "{}: not a virtio image (build it with `morgana build --target virtio`)",
             path.display()
         );
     }
-    let mft = find_note(
-        &img,
-        note::MFT1_NOTE_TYPE,
-        note::MFT1_NOTE_ALIGN,
-        note::MFT1_NOTE_MAX_SIZE,
-        "manifest",
-    )
-    .map_err(|e| anyhow::anyhow!("{}: invalid image: {e}", path.display()))?
-    .with_context(|| format!("{}: no Solo5 manifest note", path.display()))?;
-    Manifest::validate(mft)
-        .map_err(|e| anyhow::anyhow!("{}: invalid manifest: {e}", path.display()))
+    img.manifest()
 }
 
 /// A temporary file removed on drop.

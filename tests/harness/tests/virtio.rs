@@ -124,13 +124,22 @@ fn q35_http_hello_answers_keep_alive_requests() {
 /// errors go to its console) with `devices` and command line `append`.
 fn bare_qemu(image_name: &str, devices: &[String], append: &str) -> Output {
     let mut c = Command::new("qemu-system-x86_64");
+    qemu_tcg_args(&mut c, "microvm,acpi=off", image_name);
+    c.args(devices).arg("-append").arg(append);
+    run_command(c, Duration::from_secs(60))
+}
+
+/// Adds to `c`, a QEMU command, a TCG guest on `machine` with 128 MiB, no
+/// default devices, the console on stdio, `isa-debug-exit`, and the
+/// virtio image `image_name` as its kernel.
+fn qemu_tcg_args(c: &mut Command, machine: &str, image_name: &str) {
     c.args([
         "-accel",
         "tcg",
         "-cpu",
         "max",
         "-M",
-        "microvm,acpi=off",
+        machine,
         "-m",
         "128",
         "-nodefaults",
@@ -145,8 +154,6 @@ fn bare_qemu(image_name: &str, devices: &[String], append: &str) -> Output {
         "-kernel",
     ]);
     c.arg(image(Platform::Virtio, image_name));
-    c.args(devices).arg("-append").arg(append);
-    run_command(c, Duration::from_secs(60))
 }
 
 fn blk(path: &str, sector: u32) -> Vec<String> {
@@ -254,27 +261,7 @@ fn urunc_fetch(dead_nic_first: bool) {
         (peer, String::from_utf8_lossy(&req).into_owned())
     });
     let mut c = ns.command("qemu-system-x86_64");
-    c.args([
-        "-accel",
-        "tcg",
-        "-cpu",
-        "max",
-        "-M",
-        "pc",
-        "-m",
-        "128",
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-serial",
-        "stdio",
-        "-device",
-        "isa-debug-exit,iobase=0x501,iosize=2",
-        "-kernel",
-    ]);
-    c.arg(image(Platform::Virtio, "fetch"));
+    qemu_tcg_args(&mut c, "pc", "fetch");
     let mut live = "virtio0";
     if dead_nic_first {
         ns.add_tap("tap1", None);
