@@ -16,7 +16,9 @@
 //! * `net` (only in a build with `MORGANA_SIM=1`, on the runtime's
 //!   simulated platform): Ethernet frames through `morgana-net`'s driver
 //!   and smoltcp, in the crate `morgana-fuzz-net` (a library of its own,
-//!   so that `morgana build` does not take this crate for unikernels).
+//!   so that `morgana build` does not take this crate for unikernels);
+//! * `fs` and `tar` (the same build): a disk's bytes through `morgana-fs`
+//!   (FAT) and `morgana-kv-ro`'s tar store, in the same crate.
 //!
 //! Each function panics only on a bug (a violated invariant); every
 //! rejection must come back as an error. The binaries in `fuzz_targets/`
@@ -45,6 +47,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("hypercalls", hypercalls),
     #[cfg(morgana_sim)]
     ("net", morgana_fuzz_net::net),
+    #[cfg(morgana_sim)]
+    ("fs", morgana_fuzz_net::fs),
+    #[cfg(morgana_sim)]
+    ("tar", morgana_fuzz_net::tar),
 ];
 
 /// Guest memory size the `elf` target plans and loads for.

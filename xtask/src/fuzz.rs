@@ -40,6 +40,14 @@ const TARGETS: &[(&str, &str)] = &[
         "net",
         "up to 64 Ethernet frames arriving on a `Net` device (runtime's simulated platform), plain or with network offloads (virtio-net headers, 64 KiB frames), through morgana-net's driver and smoltcp, TCP and UDP echo on port 7",
     ),
+    (
+        "fs",
+        "the start of a 4 MiB disk mounted by morgana-fs (FAT, simulated platform): tree walk, stat, reads, then mkdir/create/write/destroy",
+    ),
+    (
+        "tar",
+        "a block device opened by morgana-kv-ro's tar store (simulated platform): list, size, get, read, exists",
+    ),
 ];
 
 const TRIPLE: &str = "x86_64-unknown-linux-gnu";

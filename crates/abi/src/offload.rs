@@ -13,7 +13,7 @@
 //! 2. A tender that can grants it: it opens those taps with
 //!    `IFF_VNET_HDR` and offloads on, and writes [`VNET_HDR_LEN`] into the
 //!    entry's `vnet_hdr` field of the manifest copy it gives the guest
-//!    ([`crate::mft::MftEntry::vnet_hdr`], bytes 80..82 of the entry, unused
+//!    ([`crate::mft::Entry::vnet_hdr`], bytes 80..82 of the entry, unused
 //!    by `NET_BASIC`). Images without the section (Solo5's, MirageOS's)
 //!    never get it.
 //! 3. The guest uses headers only on devices whose entry says so; under

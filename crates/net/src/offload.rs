@@ -96,6 +96,20 @@ fn layers(f: &[u8]) -> Option<Layers> {
             if 54 + len > f.len() {
                 return None;
             }
+            // Past hop-by-hop, routing and destination options headers to
+            // the upper layer (a fragment header ends the walk: fragments
+            // are not checked here, and smoltcp does not reassemble them).
+            let (mut proto, mut l4) = (f[20], 54);
+            for _ in 0..8 {
+                if !matches!(proto, 0 | 43 | 60) {
+                    break;
+                }
+                proto = *f.get(l4)?;
+                l4 += (usize::from(*f.get(l4 + 1)?) + 1) * 8;
+            }
+            if l4 > 54 + len {
+                return None;
+            }
             let a = |o: usize| {
                 let mut b = [0u8; 16];
                 b.copy_from_slice(&f[o..o + 16]);
@@ -105,9 +119,9 @@ fn layers(f: &[u8]) -> Option<Layers> {
                 v6: true,
                 src: IpAddress::Ipv6(a(22)),
                 dst: IpAddress::Ipv6(a(38)),
-                proto: f[20],
-                l4: 54,
-                l4_len: len,
+                proto,
+                l4,
+                l4_len: 54 + len - l4,
             })
         }
         _ => None,
@@ -265,7 +279,7 @@ mod tests {
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{
         EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Packet, Ipv4Repr,
-        TcpControl, TcpRepr, TcpSeqNumber, UdpRepr,
+        Ipv6Packet, Ipv6Repr, TcpControl, TcpRepr, TcpSeqNumber, UdpRepr,
     };
 
     const LINK: usize = 1514;
@@ -397,6 +411,82 @@ mod tests {
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(off.accept_rx(&plain, &mut arp), Rx::Accept);
         assert_eq!(off.prepare_tx(&mut arp), Some(VnetHdr::default()));
+    }
+
+    /// An IPv6 TCP segment from `src` to `dst`, behind a hop-by-hop
+    /// options header if `hop`, checksums filled in.
+    fn tcp6(src: Ipv6Address, dst: Ipv6Address, payload: usize, hop: bool) -> Vec<u8> {
+        let data = vec![0x33; payload];
+        let t = TcpRepr {
+            src_port: 7,
+            dst_port: 40000,
+            control: TcpControl::None,
+            seq_number: TcpSeqNumber(1),
+            ack_number: None,
+            window_len: 1000,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &data,
+        };
+        let ext = if hop { 8 } else { 0 };
+        let mut f = vec![0u8; 54 + ext + t.buffer_len()];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: if hop {
+                IpProtocol::HopByHop
+            } else {
+                IpProtocol::Tcp
+            },
+            payload_len: ext + t.buffer_len(),
+            hop_limit: 64,
+        };
+        ip.emit(&mut Ipv6Packet::new_unchecked(&mut f[14..]));
+        if hop {
+            // Next header TCP, length 0 (8 bytes), a PadN option.
+            f[54..62].copy_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        let caps = ChecksumCapabilities::default();
+        t.emit(
+            &mut TcpPacket::new_unchecked(&mut f[54 + ext..]),
+            &src.into(),
+            &dst.into(),
+            &caps,
+        );
+        f
+    }
+
+    #[test]
+    fn ipv6_segments_and_extension_headers() {
+        let us = Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+        let peer = Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+        let mut off = Offload::new(LINK);
+        let mut f = tcp6(us, peer, 30000, false);
+        let h = off.prepare_tx(&mut f).unwrap();
+        assert_eq!(
+            (h.gso_type, h.gso_size, h.csum_start),
+            (GSO_TCPV6, 1440, 54)
+        );
+        for hop in [false, true] {
+            let good = tcp6(peer, us, 100, hop);
+            let mut bad = good.clone();
+            *bad.last_mut().unwrap() ^= 1;
+            let plain = VnetHdr::default();
+            assert_eq!(
+                off.accept_rx(&plain, &mut good.clone()),
+                Rx::Accept,
+                "hop={hop}"
+            );
+            assert_eq!(
+                off.accept_rx(&plain, &mut bad.clone()),
+                Rx::Drop,
+                "hop={hop}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The `net` fuzz target of `morgana-fuzz`: Ethernet frames arriving on a
-//! `Net` device, read by `morgana-net`'s device driver and its stack
-//! (smoltcp) exactly as on a real platform, with TCP and UDP echo servers
-//! listening.
+//! The fuzz targets of `morgana-fuzz` that run the runtime itself: `net`
+//! (Ethernet frames arriving on a `Net` device, read by `morgana-net`'s
+//! device driver and its stack, smoltcp, exactly as on a real platform,
+//! with TCP and UDP echo servers listening), `fs` (a disk mounted by
+//! `morgana-fs`) and `tar` (a disk opened by `morgana-kv-ro`'s tar store).
 //!
 //! It runs on the runtime's simulated platform (virtual clock, frames
 //! injected from memory), which a host build gets with `MORGANA_SIM=1`;
@@ -47,7 +48,12 @@ pub fn net_answers(data: &[u8]) -> Vec<Vec<u8>> {
     } else {
         (0, 1514)
     };
-    sim::run_with_offload(&decl, 512, cmdline, offload, || {
+    let opts = sim::Options {
+        cmdline,
+        offload,
+        ..sim::Options::default()
+    };
+    sim::run_with(&decl, opts, || {
         let start = sim::now();
         let mut n = 0;
         while rest.len() >= 2 && n < 64 {
@@ -89,6 +95,127 @@ pub fn net_answers(data: &[u8]) -> Vec<Vec<u8>> {
             0
         });
         sim::sent().into_iter().map(|(_, f)| f).collect()
+    })
+}
+
+/// Size of the disk of the `fs` target: big enough for FAT16.
+const FS_DISK: usize = 4 << 20;
+
+/// The `fs` target: `data` is the start of a 4 MiB disk (the rest zero),
+/// mounted by `morgana-fs`; if it mounts, the tree is walked (listdir,
+/// stat, size, reads of every file), then written to (mkdir, create,
+/// write with offsets, destroy). Every refusal must be an error; a panic or
+/// a hang is a bug.
+pub fn fs(data: &[u8]) {
+    fs_walk(data);
+}
+
+/// [`fs`], returning how many entries the walk found if the disk mounted.
+pub fn fs_walk(data: &[u8]) -> Option<usize> {
+    use morgana_fs::Fs;
+    let mut disk = data[..data.len().min(FS_DISK)].to_vec();
+    disk.resize(FS_DISK, 0);
+    let decl = [DeviceDecl {
+        name: "disk",
+        kind: DeviceKind::Block,
+    }];
+    let opts = morgana::platform::sim::Options {
+        disk: Some(disk),
+        ..Default::default()
+    };
+    let found = std::rc::Rc::new(core::cell::Cell::new(None));
+    let out = found.clone();
+    morgana::platform::sim::run_with(&decl, opts, || {
+        morgana::__private::block_on(async move {
+            let block = morgana::Block::acquire("disk").expect("the disk");
+            let Ok(fs) = Fs::mount(block).await else {
+                return 0;
+            };
+            // Breadth first, bounded: a corrupt volume may loop.
+            let mut dirs = vec![String::from("/")];
+            let mut seen = 0;
+            while let Some(dir) = dirs.pop() {
+                let Ok(names) = fs.listdir(&dir).await else {
+                    continue;
+                };
+                for name in names.into_iter().take(16) {
+                    seen += 1;
+                    if seen > 64 {
+                        break;
+                    }
+                    let path = if dir == "/" {
+                        format!("/{name}")
+                    } else {
+                        format!("{dir}/{name}")
+                    };
+                    match fs.stat(&path).await {
+                        Ok(st) if st.directory => {
+                            if path.matches('/').count() < 4 {
+                                dirs.push(path);
+                            }
+                        }
+                        Ok(_) => {
+                            let _ = fs.size(&path).await;
+                            let _ = fs.read(&path, 0, 4096).await;
+                            let _ = fs.read(&path, 1000, 100).await;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            let _ = fs.mkdir("/fz").await;
+            let _ = fs.create("/fz/a.txt").await;
+            let _ = fs.write("/fz/a.txt", 0, &[7; 3000]).await;
+            let _ = fs.write("/fz/a.txt", 5000, b"tail").await;
+            let _ = fs.read("/fz/a.txt", 0, 6000).await;
+            let _ = fs.destroy("/fz/a.txt").await;
+            let _ = fs.destroy("/fz").await;
+            let _ = fs.free().await;
+            out.set(Some(seen));
+            0
+        });
+        found.get()
+    })
+}
+
+/// The `tar` target: `data` is a block device (padded to whole sectors)
+/// opened by `morgana-kv-ro`'s tar store; if it opens, every key is
+/// listed, sized, read whole and in part, and looked up.
+pub fn tar(data: &[u8]) {
+    tar_keys(data);
+}
+
+/// [`tar`], returning how many keys the store listed if it opened.
+pub fn tar_keys(data: &[u8]) -> Option<usize> {
+    use morgana_kv_ro::{KvRo, Tar};
+    let decl = [DeviceDecl {
+        name: "data",
+        kind: DeviceKind::Block,
+    }];
+    let opts = morgana::platform::sim::Options {
+        disk: Some(data.to_vec()),
+        ..Default::default()
+    };
+    let found = std::rc::Rc::new(core::cell::Cell::new(None));
+    let out = found.clone();
+    morgana::platform::sim::run_with(&decl, opts, || {
+        morgana::__private::block_on(async move {
+            let block = morgana::Block::acquire("data").expect("the disk");
+            let Ok(t) = Tar::open(block).await else {
+                return 0;
+            };
+            let keys = t.list().await.unwrap_or_default();
+            for k in keys.iter().take(64) {
+                let _ = t.size(k).await;
+                let _ = t.get(k).await;
+                let _ = t.read(k, 3, 10).await;
+                let _ = t.exists(k).await;
+            }
+            let _ = t.get("no/such/key").await;
+            out.set(Some(keys.len()));
+            0
+        });
+        found.get()
     })
 }
 
@@ -151,6 +278,24 @@ mod tests {
             rest = &rest[2 + len..];
         }
         out
+    }
+
+    /// The `fs` and `tar` seeds reach past the format checks: the FAT
+    /// volume mounts and its five entries are walked (a.txt, dir, dir/b.bin,
+    /// dir/sub, a long name in it), the archive lists its two files; a
+    /// zero disk is refused.
+    #[test]
+    fn storage_seeds_are_read() {
+        let seed = |t: &str, f: &str| {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../seeds")
+                .join(t)
+                .join(f);
+            std::fs::read(p).unwrap()
+        };
+        assert_eq!(fs_walk(&seed("fs", "fat16-tree")), Some(5));
+        assert_eq!(fs_walk(&[0; 4096]), None);
+        assert_eq!(tar_keys(&seed("tar", "small.tar")), Some(2));
     }
 
     /// The `net` target reaches the protocols: an ARP request, a SYN and a

@@ -76,20 +76,50 @@ pub fn run_with_cmdline<R>(
     cmdline: &'static str,
     test: impl FnOnce() -> R,
 ) -> R {
-    run_with_offload(devices, sector, cmdline, false, test)
+    let opts = Options {
+        sector,
+        cmdline,
+        ..Options::default()
+    };
+    run_with(devices, opts, test)
 }
 
-/// [`run_with_cmdline`], with network offloads granted on every net device
-/// if `offload` says so (`morgana_abi::offload`): frames injected and sent
-/// then carry a virtio-net header, as on a tap that the spt and unix
-/// platforms open with them.
-pub fn run_with_offload<R>(
-    devices: &[DeviceDecl],
-    sector: u16,
-    cmdline: &'static str,
-    offload: bool,
-    test: impl FnOnce() -> R,
-) -> R {
+/// How [`run_with`] sets the simulated machine up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Sector size of every block device.
+    pub sector: u16,
+    /// The unikernel's command line.
+    pub cmdline: &'static str,
+    /// Network offloads granted on every net device
+    /// (`morgana_abi::offload`): frames injected and sent then carry a
+    /// virtio-net header, as on a tap that the spt and unix platforms open
+    /// with them.
+    pub offload: bool,
+    /// The contents of every block device (its size rounded down to whole
+    /// sectors, at least one); `None`: 64 zero sectors.
+    pub disk: Option<Vec<u8>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sector: 512,
+            cmdline: "",
+            offload: false,
+            disk: None,
+        }
+    }
+}
+
+/// [`run`] with everything [`Options`] sets.
+pub fn run_with<R>(devices: &[DeviceDecl], opts: Options, test: impl FnOnce() -> R) -> R {
+    let Options {
+        sector,
+        cmdline,
+        offload,
+        disk,
+    } = opts;
     let _serial: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut m = Manifest::from_decls(devices).expect("valid declarations");
     let mut disks = Vec::new();
@@ -103,10 +133,15 @@ pub fn run_with_offload<R>(
                 }
             }
             Some(DeviceKind::Block) => {
-                e.set_block(64 * u64::from(sector), sector);
+                let mut data = disk
+                    .clone()
+                    .unwrap_or_else(|| std::vec![0; 64 * sector as usize]);
+                let n = usize::from(sector);
+                data.resize((data.len() / n).max(1) * n, 0);
+                e.set_block(data.len() as u64, sector);
                 disks[h] = Some(Disk {
                     sector: u64::from(sector),
-                    data: std::vec![0; 64 * sector as usize],
+                    data,
                 });
             }
             None => continue,
