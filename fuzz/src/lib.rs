@@ -56,8 +56,9 @@ pub const TARGETS: &[(&str, Target)] = &[
 /// Guest memory size the `elf` target plans and loads for.
 const ELF_MEM: u64 = 4 << 20;
 
-/// An image file: planned for an hvt guest of 4 MiB, its
-/// notes looked up, checked as an hvt and an spt image, and loaded.
+/// An image file: planned for an hvt guest of 4 MiB, its notes and
+/// Morgana's sections looked up, checked as an hvt and an spt image, and
+/// loaded.
 pub fn elf(data: &[u8]) {
     for (ty, align, max) in [
         (
@@ -75,6 +76,13 @@ pub fn elf(data: &[u8]) {
             assert!(desc.len() <= max, "a note larger than its maximum");
         }
     }
+    // Morgana's own sections, found by name: the offload request as the
+    // tenders read it, and the trace buffer.
+    if let Some(b) = elf::section_bytes(data, morgana_abi::offload::SECTION) {
+        assert!(b.len() <= data.len(), "a section larger than its file");
+        let _ = morgana_abi::offload::Request::parse(b);
+    }
+    let _ = elf::find_section(data, morgana_abi::trace::SECTION);
     for (target, version) in [
         (AbiTarget::Hvt, morgana_abi::hvt::ABI_VERSION),
         (AbiTarget::Spt, morgana_abi::spt::ABI_VERSION),

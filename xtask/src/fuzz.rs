@@ -22,7 +22,7 @@ use std::process::Command;
 const TARGETS: &[(&str, &str)] = &[
     (
         "elf",
-        "an image file: ELF checks and load plan, note lookup, image checks for hvt and spt, load into hvt guest memory",
+        "an image file: ELF checks and load plan, note and section lookup (offload request, trace buffer), image checks for hvt and spt, load into hvt guest memory",
     ),
     (
         "manifest",
