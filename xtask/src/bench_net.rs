@@ -196,6 +196,21 @@ impl Drop for Guest {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // morgana-spt's guest is a child of the tender that dies after it,
+        // still holding the tap: wait until the namespace is empty, so
+        // that the next guest can attach the tap.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let pids = Command::new("ip")
+                .args(["netns", "pids", CLIENT.as_str()])
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default();
+            if pids.iter().all(|b| b.is_ascii_whitespace()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
