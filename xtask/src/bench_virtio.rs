@@ -102,7 +102,7 @@ pub fn section() -> Result<Section> {
     body.push_str(
         "\nWith TCG, QEMU translates every guest instruction (no KVM here: the nested KVM refuses\n\
          QEMU's MSR set-up); hvt's figures are bounded by the same machine's instruction-emulating\n\
-         KVM. Taken on a shared 2-core machine with other builds running.\n",
+         KVM.\n",
     );
     Ok(Section {
         title: "virtio platform (QEMU)".into(),
