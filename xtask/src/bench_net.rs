@@ -37,8 +37,10 @@ fn ip(args: &[&str]) -> Result<()> {
 /// joined to it by a veth pair (10.1.0.1 / 10.1.0.2); both deleted, with
 /// whatever runs in them, on drop.
 pub(crate) struct Net {
-    client: String,
-    server: String,
+    /// The client namespace (tap0, 10.0.0.1/24; veth0, 10.1.0.1/24).
+    pub(crate) client: String,
+    /// The server namespace (veth1, 10.1.0.2/24).
+    pub(crate) server: String,
 }
 
 impl Net {

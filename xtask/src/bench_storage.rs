@@ -141,62 +141,20 @@ fn fs_section() -> Result<String> {
     Ok(body)
 }
 
-fn ip(args: &[&str]) -> Result<()> {
-    run("ip", args).map(drop)
+/// The net benchmark's topology in namespaces of this benchmark's own: a
+/// client namespace with tap0 (10.0.0.1) for the unikernel, and a server
+/// namespace for nginx one veth hop away (10.1.0.2); deleted on drop.
+fn namespaces() -> Result<crate::bench_net::Net> {
+    let id = std::process::id();
+    crate::bench_net::Net::named(&format!("mgstor-c-{id}"), &format!("mgstor-s-{id}"))
 }
 
-/// A client namespace with tap0 (10.0.0.1) for the unikernel, and a
-/// server namespace for nginx one veth hop away (10.1.0.2); deleted on
-/// drop.
-struct Net {
-    client: String,
-    server: String,
-}
-
-impl Net {
-    fn new() -> Result<Self> {
-        let id = std::process::id();
-        let n = Self {
-            client: format!("mgstor-c-{id}"),
-            server: format!("mgstor-s-{id}"),
-        };
-        for ns in [&n.client, &n.server] {
-            ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        let (c, s) = (n.client.as_str(), n.server.as_str());
-        ip(&[
-            "-n", c, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", s,
-        ])?;
-        ip(&["-n", c, "addr", "add", "10.1.0.1/24", "dev", "veth0"])?;
-        ip(&["-n", s, "addr", "add", "10.1.0.2/24", "dev", "veth1"])?;
-        ip(&["-n", c, "link", "set", "veth0", "up"])?;
-        ip(&["-n", s, "link", "set", "veth1", "up"])?;
-        ip(&["-n", c, "tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-        ip(&["-n", c, "addr", "add", "10.0.0.1/24", "dev", "tap0"])?;
-        ip(&["-n", c, "link", "set", "tap0", "up"])?;
-        Ok(n)
-    }
-
-    fn wrap(ns: &str, cmd: &Command) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).arg(cmd.get_program());
-        c.args(cmd.get_args());
-        c
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in [&self.client, &self.server] {
-            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
+/// `cmd` run in namespace `ns`.
+fn wrap(ns: &str, cmd: &Command) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns]).arg(cmd.get_program());
+    c.args(cmd.get_args());
+    c
 }
 
 /// Starts `cmd` and waits (60 s at most) for a line containing `ready`.
@@ -231,7 +189,7 @@ fn start(mut cmd: Command, ready: &str) -> Result<Child> {
 fn wrk(ns: &str, url: &str) -> Result<f64> {
     let mut c = Command::new("wrk");
     c.args(["-t", "2", "-c", "50", "-d", "10s", "--timeout", "30s", url]);
-    let out = Net::wrap(ns, &c).output().context("wrk")?;
+    let out = wrap(ns, &c).output().context("wrk")?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -247,7 +205,7 @@ fn wrk(ns: &str, url: &str) -> Result<f64> {
 }
 
 fn website_section() -> Result<String> {
-    let net = Net::new()?;
+    let net = namespaces()?;
     let site = root().join("examples/site");
     let dir = std::env::temp_dir().join(format!("morgana-bench-web-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -277,7 +235,7 @@ fn website_section() -> Result<String> {
 
     let mut nginx_cmd = Command::new("nginx");
     nginx_cmd.args(["-c", dir.join("nginx.conf").to_str().unwrap()]);
-    let mut nginx = Net::wrap(&net.server, &nginx_cmd)
+    let mut nginx = wrap(&net.server, &nginx_cmd)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -306,7 +264,7 @@ fn website_section() -> Result<String> {
                 ],
                 &["--ipv4=10.0.0.2/24", &format!("--store={store}")],
             );
-            let mut child = start(Net::wrap(&net.client, &g), "website: serving")?;
+            let mut child = start(wrap(&net.client, &g), "website: serving")?;
             let rps = wrk(&net.client, "http://10.0.0.2/index.html");
             let _ = child.kill();
             let _ = child.wait();
